@@ -1,0 +1,227 @@
+"""Shared plumbing: errors, input checks, seeding, devices, torchrun, progress.
+
+Everything here is small and dependency-light so that every layer may import it.
+torch is imported lazily so that torch-free verbs (n-grams, tokenizers, world)
+start fast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import sys
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+
+class LmforgeError(Exception):
+    """A user-facing error: printed as one line, exit code 2, no traceback.
+
+    Raise it for bad input (files, flags, configs) with a message that names
+    the file, line or field and says what to do.
+    """
+
+
+class ConfigError(LmforgeError):
+    """An invalid configuration value; the message names the field."""
+
+    def __init__(self, field: str, message: str):
+        self.field = field
+        super().__init__(f"{field}: {message}")
+
+
+# ---------------------------------------------------------------------------
+# Input checks shared by every reader
+
+
+def check_text_file(path: str | Path) -> Path:
+    """Return `path` if it is a readable, non-empty UTF-8 text file, else raise.
+
+    Reads at most the first 1 MiB to detect binary content (NUL bytes) and
+    non-UTF-8 encodings (e.g. cp1251 Russian), the two mistakes users make.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise LmforgeError(f"{p}: no such file")
+    if p.is_dir():
+        raise LmforgeError(f"{p}: is a folder, expected a file")
+    if p.stat().st_size == 0:
+        raise LmforgeError(f"{p}: file is empty")
+    with open(p, "rb") as f:
+        head = f.read(1 << 20)
+    if b"\x00" in head:
+        raise LmforgeError(
+            f"{p}: looks like a binary file (contains NUL bytes), expected UTF-8 text"
+        )
+    try:
+        # A multi-byte character may be cut at the 1 MiB boundary; ignore only that.
+        head.decode("utf-8")
+    except UnicodeDecodeError as e:
+        if e.start < len(head) - 4:
+            raise LmforgeError(
+                f"{p}: is not UTF-8 (invalid byte at offset {e.start}); convert it, e.g. "
+                f"`iconv -f cp1251 -t utf-8 {p} > {p.stem}.utf8{p.suffix}`"
+            ) from None
+    return p
+
+
+def read_text(path: str | Path) -> str:
+    """Read a whole UTF-8 text file after `check_text_file`, with a clear error."""
+    p = check_text_file(path)
+    try:
+        return p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise LmforgeError(
+            f"{p}: is not UTF-8 (invalid byte at offset {e.start}); convert it, e.g. "
+            f"`iconv -f cp1251 -t utf-8 {p} > {p.stem}.utf8{p.suffix}`"
+        ) from None
+
+
+def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict]]:
+    """Yield (line_number, object) for each non-blank line of a JSONL file.
+
+    A malformed line raises LmforgeError naming the file and the 1-based line.
+    """
+    p = check_text_file(path)
+    with open(p, encoding="utf-8") as f:
+        for i, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise LmforgeError(
+                    f"{p}:{i}: malformed JSON line ({e.msg}); fix or remove that line"
+                ) from None
+            if not isinstance(obj, dict):
+                raise LmforgeError(
+                    f"{p}:{i}: expected a JSON object per line, got {type(obj).__name__}"
+                )
+            yield i, obj
+
+
+def expand_inputs(inputs: Iterable[str | Path], extensions: tuple[str, ...]) -> list[Path]:
+    """Expand files, folders (recursively, by extension) and globs into a sorted file list.
+
+    Every `--input` in lmforge goes through here, so all verbs accept the same forms.
+    """
+    import glob
+
+    out: list[Path] = []
+    for item in inputs:
+        s = str(item)
+        if any(ch in s for ch in "*?["):
+            matches = sorted(glob.glob(s, recursive=True))
+            if not matches:
+                raise LmforgeError(f"{s}: glob matched no files")
+            out.extend(Path(m) for m in matches if Path(m).is_file())
+            continue
+        p = Path(s)
+        if p.is_dir():
+            found = sorted(q for q in p.rglob("*") if q.is_file() and q.name.endswith(extensions))
+            if not found:
+                raise LmforgeError(f"{p}: folder holds no files ending in {', '.join(extensions)}")
+            out.extend(found)
+        elif p.exists():
+            out.append(p)
+        else:
+            raise LmforgeError(f"{p}: no such file or folder")
+    # Keep order, drop repeats.
+    seen: set[Path] = set()
+    uniq = []
+    for p in out:
+        if p not in seen:
+            seen.add(p)
+            uniq.append(p)
+    return uniq
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write a text file through a temporary file and rename, so readers never see half of it."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_name(p.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, p)
+
+
+# ---------------------------------------------------------------------------
+# Seeding, devices, distributed
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, numpy and (if imported) torch RNGs."""
+    random.seed(seed)
+    try:
+        import numpy as np
+
+        np.random.seed(seed % (2**32))
+    except ImportError:  # pragma: no cover - numpy is a hard dependency
+        pass
+    if "torch" in sys.modules:
+        import torch
+
+        torch.manual_seed(seed)
+
+
+def pick_device(name: str = "auto") -> str:
+    """Resolve 'auto' to cuda, then mps, then cpu."""
+    import torch
+
+    if name != "auto":
+        return name
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def dist_info() -> tuple[int, int, int]:
+    """(rank, local_rank, world_size) from torchrun's environment; (0, 0, 1) otherwise."""
+    rank = int(os.environ.get("RANK", 0))
+    local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    return rank, local_rank, world
+
+
+def is_main_process() -> bool:
+    return dist_info()[0] == 0
+
+
+def print0(*args: Any, **kwargs: Any) -> None:
+    """print() on rank 0 only."""
+    if is_main_process():
+        print(*args, **kwargs)
+
+
+# ---------------------------------------------------------------------------
+# Progress
+
+_QUIET = False
+
+
+def set_quiet(quiet: bool) -> None:
+    """Silence progress bars process-wide (the CLI's --quiet)."""
+    global _QUIET
+    _QUIET = quiet
+
+
+def progress(
+    iterable: Iterable | None = None, *, total: int | None = None, desc: str = "", unit: str = "it"
+):
+    """A tqdm bar with rate and ETA; silent when not a terminal, with --quiet, or off rank 0."""
+    from tqdm.auto import tqdm
+
+    disable = _QUIET or not sys.stderr.isatty() or not is_main_process()
+    return tqdm(
+        iterable,
+        total=total,
+        desc=desc,
+        unit=unit,
+        unit_scale=True,
+        disable=disable,
+        dynamic_ncols=True,
+    )

@@ -1,0 +1,120 @@
+"""The one tokenizer type every lmforge stage uses.
+
+Whatever the kind (word, char, bpe, unigram), a trained tokenizer is a Hugging
+Face ``tokenizers.Tokenizer`` pipeline stored as one ``tokenizer.json`` (so
+``tokenizers.Tokenizer.from_file`` and ``transformers.PreTrainedTokenizerFast``
+load and encode it identically), plus a small ``lmforge.json`` with what lmforge
+needs to know about how it was made (kind, options). Encoding goes through the
+Rust engine, so it is fast and equal to the reference by construction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ..common import LmforgeError, atomic_write_text
+
+# Fixed order: ids 0..7 in every lmforge tokenizer, so later stages (chat
+# templates, padding, EOS handling) never need to look them up per tokenizer.
+PAD, BOS, EOS, UNK = "<|pad|>", "<|bos|>", "<|eos|>", "<|unk|>"
+SYSTEM, USER, ASSISTANT, END = "<|system|>", "<|user|>", "<|assistant|>", "<|end|>"
+SPECIAL_TOKENS = [PAD, BOS, EOS, UNK, SYSTEM, USER, ASSISTANT, END]
+
+TOKENIZER_FILE = "tokenizer.json"
+META_FILE = "lmforge.json"
+
+
+class Tokenizer:
+    """A trained tokenizer: encode/decode text, special-token ids, save/load."""
+
+    def __init__(self, engine: Any, kind: str, meta: dict[str, Any] | None = None):
+        self.engine = engine  # tokenizers.Tokenizer
+        self.kind = kind
+        self.meta = dict(meta or {})
+        self.meta["kind"] = kind
+
+    # -- io -----------------------------------------------------------------
+    @classmethod
+    def load(cls, path: str | Path) -> Tokenizer:
+        """Load from a folder holding tokenizer.json (and lmforge.json), or a tokenizer.json file."""
+        from tokenizers import Tokenizer as HFTokenizer
+
+        p = Path(path)
+        file = p / TOKENIZER_FILE if p.is_dir() else p
+        if not file.is_file():
+            raise LmforgeError(
+                f"{p}: no {TOKENIZER_FILE} found; train one with `lmforge tokenizer train`"
+            )
+        try:
+            engine = HFTokenizer.from_file(str(file))
+        except Exception as e:  # the Rust side raises plain Exception subclasses
+            raise LmforgeError(f"{file}: not a valid tokenizer file ({e})") from None
+        meta_file = file.parent / META_FILE
+        meta: dict[str, Any] = {}
+        if meta_file.is_file():
+            try:
+                meta = json.loads(meta_file.read_text(encoding="utf-8"))
+            except json.JSONDecodeError as e:
+                raise LmforgeError(f"{meta_file}: malformed JSON ({e.msg})") from None
+        return cls(engine, meta.get("kind", "unknown"), meta)
+
+    def save(self, folder: str | Path) -> Path:
+        """Write tokenizer.json and lmforge.json into `folder` (created if needed)."""
+        d = Path(folder)
+        d.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(d / TOKENIZER_FILE, self.engine.to_str(pretty=True))
+        atomic_write_text(d / META_FILE, json.dumps(self.meta, indent=2, ensure_ascii=False))
+        return d
+
+    @property
+    def hash(self) -> str:
+        """sha256 of the serialized pipeline: shards and checkpoints record it to catch mismatches."""
+        return hashlib.sha256(self.engine.to_str().encode("utf-8")).hexdigest()[:16]
+
+    # -- encode / decode ----------------------------------------------------
+    def encode(self, text: str, *, bos: bool = False, eos: bool = False) -> list[int]:
+        ids = self.engine.encode(text, add_special_tokens=False).ids
+        if bos:
+            ids = [self.bos_id, *ids]
+        if eos:
+            ids = [*ids, self.eos_id]
+        return ids
+
+    def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
+        """Encode many texts in parallel (Rust threads)."""
+        return [e.ids for e in self.engine.encode_batch(list(texts), add_special_tokens=False)]
+
+    def decode(self, ids: Sequence[int], *, skip_special: bool = True) -> str:
+        return self.engine.decode(list(ids), skip_special_tokens=skip_special)
+
+    def tokens(self, text: str) -> list[str]:
+        """The token strings of `text` (for display)."""
+        return self.engine.encode(text, add_special_tokens=False).tokens
+
+    def token_to_id(self, token: str) -> int | None:
+        return self.engine.token_to_id(token)
+
+    def id_to_token(self, i: int) -> str | None:
+        return self.engine.id_to_token(i)
+
+    @property
+    def vocab_size(self) -> int:
+        """Number of ids (max id + 1), including special tokens."""
+        return self.engine.get_vocab_size(with_added_tokens=True)
+
+    # Special ids are fixed by SPECIAL_TOKENS' order.
+    pad_id = SPECIAL_TOKENS.index(PAD)
+    bos_id = SPECIAL_TOKENS.index(BOS)
+    eos_id = SPECIAL_TOKENS.index(EOS)
+    unk_id = SPECIAL_TOKENS.index(UNK)
+    system_id = SPECIAL_TOKENS.index(SYSTEM)
+    user_id = SPECIAL_TOKENS.index(USER)
+    assistant_id = SPECIAL_TOKENS.index(ASSISTANT)
+    end_id = SPECIAL_TOKENS.index(END)
+
+    def __repr__(self) -> str:
+        return f"Tokenizer(kind={self.kind!r}, vocab_size={self.vocab_size})"
