@@ -1,23 +1,16 @@
-"""The CLI's error contract: one line, exit code 2, no traceback unless --debug."""
+"""The CLI's top level: help, version."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
-
-def run(*args, **kw):
-    return subprocess.run(
-        [sys.executable, "-m", "lmforge", *args], capture_output=True, text=True, **kw
-    )
+from conftest import run_lmforge
 
 
 def test_help_lists_verbs():
-    r = run("--help")
+    r = run_lmforge("--help")
     assert r.returncode == 0
     assert "VERB" in r.stdout
 
 
 def test_version():
-    r = run("--version")
+    r = run_lmforge("--version")
     assert r.returncode == 0 and "lmforge" in r.stdout

@@ -1,0 +1,41 @@
+"""Shared fixtures: the reference data folder and a CLI runner."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """../shared/data, or skip: a user's fresh clone has no ../shared."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"reference data not found at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+def run_lmforge(*args: str, cwd: Path | None = None, input: str | None = None, timeout: float = 300):
+    """Run `python -m lmforge ARGS` in a subprocess; returns CompletedProcess (text mode)."""
+    return subprocess.run(
+        [sys.executable, "-m", "lmforge", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        input=input,
+        timeout=timeout,
+    )
+
+
+def assert_clean_error(result, *needles: str) -> None:
+    """The error contract: exit 2, one line on stderr naming the problem, no traceback."""
+    assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)
+    lines = [ln for ln in result.stderr.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    for n in needles:
+        assert n.lower() in lines[0].lower(), (n, lines[0])
