@@ -23,6 +23,9 @@ from ..common import LmforgeError, atomic_write_text
 PAD, BOS, EOS, UNK = "<|pad|>", "<|bos|>", "<|eos|>", "<|unk|>"
 SYSTEM, USER, ASSISTANT, END = "<|system|>", "<|user|>", "<|assistant|>", "<|end|>"
 SPECIAL_TOKENS = [PAD, BOS, EOS, UNK, SYSTEM, USER, ASSISTANT, END]
+_DEFAULT_ROLES = dict(
+    zip(["pad", "bos", "eos", "unk", "system", "user", "assistant", "end"], SPECIAL_TOKENS)
+)
 
 TOKENIZER_FILE = "tokenizer.json"
 META_FILE = "lmforge.json"
@@ -106,15 +109,23 @@ class Tokenizer:
         """Number of ids (max id + 1), including special tokens."""
         return self.engine.get_vocab_size(with_added_tokens=True)
 
-    # Special ids are fixed by SPECIAL_TOKENS' order.
-    pad_id = SPECIAL_TOKENS.index(PAD)
-    bos_id = SPECIAL_TOKENS.index(BOS)
-    eos_id = SPECIAL_TOKENS.index(EOS)
-    unk_id = SPECIAL_TOKENS.index(UNK)
-    system_id = SPECIAL_TOKENS.index(SYSTEM)
-    user_id = SPECIAL_TOKENS.index(USER)
-    assistant_id = SPECIAL_TOKENS.index(ASSISTANT)
-    end_id = SPECIAL_TOKENS.index(END)
+    # Special ids: lmforge-trained tokenizers put SPECIAL_TOKENS at ids 0..7.
+    # A tokenizer imported from elsewhere (e.g. GPT-2's) records its own role ->
+    # token mapping in lmforge.json under "special_tokens" instead.
+    def special_id(self, role: str) -> int | None:
+        """Id of a special role: pad, bos, eos, unk, system, user, assistant, end (None if absent)."""
+        mapping = self.meta.get("special_tokens") or {}
+        token = mapping.get(role, _DEFAULT_ROLES.get(role))
+        return None if token is None else self.engine.token_to_id(token)
+
+    pad_id = property(lambda self: self.special_id("pad"))
+    bos_id = property(lambda self: self.special_id("bos"))
+    eos_id = property(lambda self: self.special_id("eos"))
+    unk_id = property(lambda self: self.special_id("unk"))
+    system_id = property(lambda self: self.special_id("system"))
+    user_id = property(lambda self: self.special_id("user"))
+    assistant_id = property(lambda self: self.special_id("assistant"))
+    end_id = property(lambda self: self.special_id("end"))
 
     def __repr__(self) -> str:
         return f"Tokenizer(kind={self.kind!r}, vocab_size={self.vocab_size})"
