@@ -1,1 +1,17 @@
-"""lmforge.inference."""
+"""lmforge.inference: KV cache, sampling and the generation engine (token ids only)."""
+
+from .engine import Generation, generate, generate_full, sequence_logprobs, token_logprobs
+from .kv_cache import KVCache
+from .sampling import SamplingConfig, pick_next, truncate_at_stop
+
+__all__ = [
+    "Generation",
+    "KVCache",
+    "SamplingConfig",
+    "generate",
+    "generate_full",
+    "pick_next",
+    "sequence_logprobs",
+    "token_logprobs",
+    "truncate_at_stop",
+]

@@ -1,0 +1,45 @@
+"""`lmforge export hf`: a run's checkpoint and tokenizer as a Hugging Face transformers folder."""
+
+from __future__ import annotations
+
+import argparse
+
+VERB = "export"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        VERB,
+        help="export a run to other tools (Hugging Face transformers)",
+        description="Export a trained run for use outside lmforge.",
+    )
+    sub = parser.add_subparsers(dest="export_verb", metavar="SUBVERB")
+    hf = sub.add_parser(
+        "hf",
+        help="write config.json, model.safetensors and tokenizer files for transformers",
+        description="Write a folder that transformers' AutoModelForCausalLM and AutoTokenizer "
+        "load: GPT-2/3 -> GPT2LMHeadModel, GPT-1 -> OpenAIGPTLMHeadModel, LLaMA -> "
+        "LlamaForCausalLM. Reads RUN/latest (or --checkpoint) and RUN/tokenizer.",
+    )
+    hf.add_argument("--run", required=True, help="run folder (with latest, checkpoints/, tokenizer/)")
+    hf.add_argument("--out", required=True, help="folder to write")
+    hf.add_argument("--checkpoint", help="checkpoint folder name, e.g. step_1000 (default: latest)")
+    hf.add_argument(
+        "--dtype",
+        default="float32",
+        choices=("float32", "bfloat16", "float16"),
+        help="weight dtype of the export (default: float32)",
+    )
+    hf.add_argument("--force", action="store_true", help="replace --out if it exists")
+    hf.set_defaults(func=run_hf)
+    parser.set_defaults(help_parser=parser)
+
+
+def run_hf(args: argparse.Namespace) -> int:
+    from ..export.hf import export_run
+
+    out = export_run(
+        args.run, args.out, checkpoint=args.checkpoint, dtype=args.dtype, force=args.force
+    )
+    print(f"wrote {out}")
+    return 0

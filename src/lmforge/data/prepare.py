@@ -1,0 +1,390 @@
+"""`lmforge data prepare`: corpus files → deduplicated, tokenized, split, memory-mappable shards.
+
+Pipeline (``prepare(cfg)``):
+
+1. **Read** every input through ``readers.iter_documents`` (NFC, optional HTML
+   stripping). Empty documents are dropped and counted.
+2. **Deduplicate**: a document whose normalised text has the same 128-bit BLAKE2b
+   hash as an earlier one is dropped and counted (``duplicates_dropped``).
+3. **Tokenize** in batches of ~1 MiB of text with the tokenizer's Rust
+   ``encode_batch`` (all cores; measured faster on 2 cores than worker processes,
+   whose pickling costs more than reading). Each document becomes its ids
+   followed by ``eos_id``: the stream is ``doc₁ EOS doc₂ EOS …``, so a model
+   learns where documents end, and sampling a fresh document starts from
+   ``[eos_id]``. The ids go to a temporary stream file, never all to memory.
+4. **Split** by document: a seeded permutation picks ``round(n × val_fraction)``
+   documents (at least 1, at most n − 1) for ``val``; both splits keep the
+   corpus order. A corpus of one document is cut instead at the first line break
+   after ``1 − val_fraction`` of its text (``split_rule: "tail"``), which is the
+   classic char-rnn / nanoGPT split of a single book.
+5. **Write** ``train_NNNNN.bin`` / ``val_NNNNN.bin`` (see shards.py), the
+   tokenizer (``tokenizer/``), ``config.yaml`` and ``meta.json``, all inside a
+   temporary folder beside ``out`` that is renamed into place at the end: a
+   failure leaves nothing behind, and an existing ``out`` is replaced only after
+   the new one is complete (and only with ``--overwrite``).
+
+``meta.json`` fields: ``format_version``, ``dtype`` (uint16/uint32),
+``vocab_size``, ``tokenizer_hash``, ``tokenizer_kind``, ``eos_id``,
+``document_boundary`` ("eos_after"), ``splits.{train,val}.{shards, tokens,
+documents, chars, bytes}`` (chars and UTF-8 bytes of the documents' text, without
+separators, for bits-per-character/byte), ``documents``, ``documents_read``,
+``duplicates_dropped``, ``empty_dropped``, ``split_rule``, ``sources`` (per input:
+kind and documents kept), and the options that shaped the data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from array import array
+from dataclasses import dataclass
+from itertools import chain
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import __version__
+from ..common import ConfigError, LmforgeError, atomic_write_text, progress
+from ..config import save_config
+from ..tokenizers.pipeline import engine_threads
+from .prepare_config import PrepareConfig
+from .readers import Document, Source, iter_documents, resolve_sources
+from .shards import (
+    FORMAT_VERSION,
+    META_FILE,
+    SPLITS,
+    TOKENIZER_DIR,
+    ShardWriter,
+    dtype_for_vocab,
+)
+
+# Text per encode_batch call: large enough to keep every Rust thread busy,
+# small enough that the ids of one batch stay a few MB.
+_BATCH_CHARS = 1 << 20
+_BATCH_DOCS = 8192
+# Tokens moved per step when the stream is split into train/val.
+_SPLIT_CHUNK = 1 << 24
+
+__all__ = ["PrepareConfig", "prepare"]
+
+
+@dataclass
+class _Stats:
+    """Running counts of the read/dedup/tokenize pass."""
+
+    read: int = 0
+    duplicates: int = 0
+    empty: int = 0
+    tokens: int = 0
+
+
+def prepare(cfg: PrepareConfig) -> dict[str, Any]:
+    """Build the data folder `cfg.out` (see the module docstring); returns its meta.json dict."""
+    from ..tokenizers import Tokenizer
+
+    cfg_out = Path(os.path.abspath(cfg.out))  # "." and "x/.." need a real name and parent
+    if not cfg_out.name:
+        raise ConfigError("out", f"{cfg.out!r} is a filesystem root; name a folder to create")
+    _check_out(cfg_out, cfg.overwrite)
+    tok = Tokenizer.load(cfg.tokenizer)
+    if tok.eos_id is None:
+        raise LmforgeError(
+            f"{cfg.tokenizer}: tokenizer has no end-of-document token (eos); "
+            f"documents need one to be separated"
+        )
+    sources = resolve_sources(cfg.input)
+    # Build beside `out` (same filesystem) so that the final rename is atomic.
+    tmp = cfg_out.parent / f".{cfg_out.name}.tmp-{os.getpid()}"
+    try:
+        cfg_out.parent.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        with engine_threads(cfg.workers):
+            meta = _build(cfg, tok, sources, tmp)
+        tok.save(tmp / TOKENIZER_DIR)
+        save_config(cfg, tmp / "config.yaml")
+        atomic_write_text(tmp / META_FILE, _dumps(meta))
+        _move_into_place(tmp, cfg_out)
+    except OSError as e:  # disk full, permissions: a user problem, not a bug
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise LmforgeError(f"{e.filename or cfg_out}: {e.strerror or e}") from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return meta
+
+
+def _dumps(meta: dict[str, Any]) -> str:
+    return json.dumps(meta, indent=2, ensure_ascii=False) + "\n"
+
+
+def _check_out(out: Path, overwrite: bool) -> None:
+    """Refuse to replace anything but an empty folder or (with overwrite) a prepared one."""
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise LmforgeError(f"{out}: exists and is not a folder; choose another --out")
+    if not any(out.iterdir()):
+        return
+    if not (out / META_FILE).is_file():
+        raise LmforgeError(
+            f"{out}: folder exists and is not an lmforge data folder; choose a new --out"
+        )
+    if not overwrite:
+        raise LmforgeError(f"{out}: already prepared; pass --overwrite to replace it")
+
+
+def _move_into_place(tmp: Path, out: Path) -> None:
+    """Rename the finished temp folder to `out`; the old `out` goes only after that succeeds."""
+    if not out.exists():
+        os.replace(tmp, out)
+        return
+    old = out.parent / f".{out.name}.old-{os.getpid()}"
+    os.replace(out, old)
+    try:
+        os.replace(tmp, out)
+    except BaseException:
+        os.replace(old, out)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------
+# The two passes
+
+
+def _build(cfg: PrepareConfig, tok: Any, sources: list[Source], tmp: Path) -> dict[str, Any]:
+    dtype = dtype_for_vocab(tok.vocab_size)
+    stream_path = tmp / "stream.tmp"
+    started = time.perf_counter()
+    docs = _tokenize_all(cfg, tok, sources, stream_path, dtype)
+    n = len(docs.lengths)
+    stats = docs.stats
+    if n == 0:
+        raise LmforgeError(
+            f"no documents found in {', '.join(cfg.input)} ({stats.empty} empty, "
+            f"{stats.duplicates} duplicates); check the inputs and --text-field"
+        )
+    writers = {s: ShardWriter(tmp, s, dtype, cfg.shard_tokens) for s in SPLITS}
+    if n == 1 and cfg.val_fraction > 0:
+        split_rule = "tail"
+        counts = _split_single_document(docs.only_text, cfg.val_fraction, tok, writers)
+    else:
+        split_rule = "documents" if cfg.val_fraction > 0 else "none"
+        is_val = _choose_val(n, cfg.val_fraction, cfg.seed)
+        _split_stream(stream_path, dtype, docs, is_val, writers)
+        counts = {
+            "train": _sums(docs, ~is_val),
+            "val": _sums(docs, is_val),
+        }
+    stream_path.unlink()
+    splits = {}
+    for name, writer in writers.items():
+        shards = writer.close()
+        splits[name] = {"tokens": writer.tokens, **counts[name], "shards": shards}
+    return {
+        "format_version": FORMAT_VERSION,
+        "dtype": dtype,
+        "vocab_size": tok.vocab_size,
+        "tokenizer_hash": tok.hash,
+        "tokenizer_kind": tok.kind,
+        "eos_id": tok.eos_id,
+        "document_boundary": "eos_after",
+        "splits": splits,
+        "documents": n,
+        "documents_read": stats.read,
+        "duplicates_dropped": stats.duplicates,
+        "empty_dropped": stats.empty,
+        "split_rule": split_rule,
+        "val_fraction": cfg.val_fraction,
+        "seed": cfg.seed,
+        "txt_docs": cfg.txt_docs,
+        "text_field": cfg.text_field,
+        "strip_html": cfg.strip_html,
+        "dedup": cfg.dedup,
+        "sources": [
+            {"input": s.name, "kind": s.kind, "documents": docs.per_source.get(s.name, 0)}
+            for s in sources
+        ],
+        "seconds": round(time.perf_counter() - started, 3),
+        "lmforge_version": __version__,
+    }
+
+
+class _DocTable:
+    """Per-document token lengths (with EOS), chars and UTF-8 bytes, in corpus order."""
+
+    def __init__(self) -> None:
+        self.lengths = array("q")
+        self.chars = array("q")
+        self.bytes = array("q")
+        self.per_source: dict[str, int] = {}
+        self.stats = _Stats()
+        self.only_text = ""  # the text while there is exactly one document (single-doc split)
+
+
+def _tokenize_all(
+    cfg: PrepareConfig, tok: Any, sources: list[Source], stream_path: Path, dtype: str
+) -> _DocTable:
+    """Pass 1: read, dedup and tokenize every document into one stream file."""
+    table = _DocTable()
+    seen: set[bytes] = set()
+    encode = getattr(tok.engine, "encode_batch_fast", tok.engine.encode_batch)
+    eos = (tok.eos_id,)
+    np_dtype = np.dtype("<u2" if dtype == "uint16" else "<u4")
+    sizes = {s.name: s.size for s in sources}
+    total = None if any(v is None for v in sizes.values()) else sum(sizes.values())
+    bar = progress(total=total, desc="prepare", unit="B")
+    batch: list[Document] = []
+    batch_chars = 0
+    shown = _ProgressByFile(bar, sizes)
+
+    def flush() -> None:
+        nonlocal batch_chars
+        if not batch:
+            return
+        encodings = encode([d.text for d in batch], add_special_tokens=False)
+        ids_lists = [e.ids for e in encodings]
+        n_tokens = sum(map(len, ids_lists)) + len(ids_lists)
+        flat = np.fromiter(
+            chain.from_iterable(chain.from_iterable((ids, eos) for ids in ids_lists)),
+            dtype=np_dtype,
+            count=n_tokens,
+        )
+        stream.write(flat.tobytes())
+        table.lengths.extend(len(ids) + 1 for ids in ids_lists)
+        table.stats.tokens += n_tokens
+        shown.push()
+        bar.set_postfix(tokens=f"{table.stats.tokens:,}", refresh=False)
+        batch.clear()
+        batch_chars = 0
+
+    with open(stream_path, "wb") as stream, bar:
+        for doc in iter_documents(
+            sources, strip_html=cfg.strip_html, txt_docs=cfg.txt_docs, text_field=cfg.text_field
+        ):
+            table.stats.read += 1
+            raw = doc.text.encode("utf-8")
+            shown.advance(doc.source, len(raw))
+            if not doc.text.strip():
+                table.stats.empty += 1
+                continue
+            if cfg.dedup:
+                digest = hashlib.blake2b(raw, digest_size=16).digest()
+                if digest in seen:
+                    table.stats.duplicates += 1
+                    continue
+                seen.add(digest)
+            table.chars.append(len(doc.text))
+            table.bytes.append(len(raw))
+            table.per_source[doc.source] = table.per_source.get(doc.source, 0) + 1
+            table.only_text = doc.text if len(table.chars) == 1 else ""
+            batch.append(doc)
+            batch_chars += len(doc.text)
+            if batch_chars >= _BATCH_CHARS or len(batch) >= _BATCH_DOCS:
+                flush()
+        flush()
+        shown.finish()
+    return table
+
+
+class _ProgressByFile:
+    """A byte bar over the input files, moved by each document's UTF-8 size.
+
+    A document never moves the bar past its file's size (JSON quoting and
+    Parquet compression make text and file sizes differ); the rest is added when
+    the pass ends. Updates are pushed once per batch to keep the per-document cost
+    at a dict lookup.
+    """
+
+    def __init__(self, bar: Any, sizes: dict[str, int | None]):
+        self.bar = bar
+        self.left = dict(sizes)
+        self.pending = 0
+
+    def advance(self, source: str, amount: int) -> None:
+        room = self.left.get(source)
+        if room is None:  # a hub dataset: size unknown, count its text
+            if self.bar.total is None:
+                self.pending += amount
+            return
+        step = min(room, amount)
+        self.left[source] = room - step
+        self.pending += step
+
+    def push(self) -> None:
+        if self.pending:
+            self.bar.update(self.pending)
+            self.pending = 0
+
+    def finish(self) -> None:
+        self.push()
+        rest = sum(v for v in self.left.values() if v)
+        if rest and self.bar.total is not None:
+            self.bar.update(rest)
+        self.left = {k: 0 for k in self.left}
+
+
+def _choose_val(n: int, fraction: float, seed: int) -> np.ndarray:
+    """Boolean mask of the documents held out: a seeded choice of round(n × fraction)."""
+    is_val = np.zeros(n, dtype=bool)
+    if fraction <= 0 or n < 2:
+        return is_val
+    k = min(max(round(n * fraction), 1), n - 1)
+    rng = np.random.default_rng(seed)
+    is_val[rng.permutation(n)[:k]] = True
+    return is_val
+
+
+def _split_stream(
+    stream_path: Path, dtype: str, docs: _DocTable, is_val: np.ndarray, writers: dict
+) -> None:
+    """Pass 2: copy each document's ids from the stream to its split, in corpus order."""
+    lengths = np.frombuffer(docs.lengths, dtype=np.int64)
+    ends = np.cumsum(lengths)
+    if ends[-1] == 0:
+        return
+    stream = np.memmap(stream_path, dtype=np.dtype("<u2" if dtype == "uint16" else "<u4"), mode="r")
+    first = 0
+    while first < len(lengths):
+        start = int(ends[first - 1]) if first else 0
+        # Whole documents up to ~_SPLIT_CHUNK tokens (at least one) per step.
+        last = max(int(np.searchsorted(ends, start + _SPLIT_CHUNK, side="right")), first + 1)
+        stop = int(ends[last - 1])
+        tokens = stream[start:stop]
+        mask = np.repeat(is_val[first:last], lengths[first:last])  # one flag per token
+        writers["train"].write(tokens[~mask])
+        writers["val"].write(tokens[mask])
+        first = last
+    del stream
+
+
+def _sums(docs: _DocTable, mask: np.ndarray) -> dict[str, int]:
+    chars = np.frombuffer(docs.chars, dtype=np.int64)
+    nbytes = np.frombuffer(docs.bytes, dtype=np.int64)
+    return {
+        "documents": int(mask.sum()),
+        "chars": int(chars[mask].sum()),
+        "bytes": int(nbytes[mask].sum()),
+    }
+
+
+def _split_single_document(text: str, fraction: float, tok: Any, writers: dict) -> dict:
+    """Cut the only document at a line break near 1 − fraction; each part ends with EOS."""
+    cut = int(len(text) * (1 - fraction))
+    newline = text.find("\n", cut)
+    if newline != -1 and newline + 1 < len(text):
+        cut = newline + 1
+    parts = {"train": text[:cut], "val": text[cut:]}
+    counts = {}
+    for split, part in parts.items():
+        if part.strip():
+            writers[split].write(np.asarray(tok.encode(part, eos=True), dtype=np.int64))
+            counts[split] = {"documents": 1, "chars": len(part), "bytes": len(part.encode())}
+        else:
+            counts[split] = {"documents": 0, "chars": 0, "bytes": 0}
+    return counts

@@ -1,0 +1,106 @@
+"""WorldConfig: the seed, the size preset, and counts that override the preset."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ...common import ConfigError
+from ...config import field_
+
+# Preset counts per size. Instruction quotas are problems per family per split
+# (word problems give two examples each: CoT and direct).
+SIZES: dict[str, dict[str, int]] = {
+    "small": dict(
+        people=60,
+        places=12,
+        events=20,
+        pretrain_chars=1_500_000,
+        train_per_family=600,
+        val_per_family=60,
+        test_per_family=150,
+        dialogues_train=600,
+        dialogues_test=150,
+        preferences_train=1500,
+        preferences_val=200,
+        classification_train_per_label=200,
+        classification_test_per_label=100,
+    ),
+    "medium": dict(
+        people=150,
+        places=24,
+        events=60,
+        pretrain_chars=22_000_000,
+        train_per_family=5000,
+        val_per_family=300,
+        test_per_family=500,
+        dialogues_train=5000,
+        dialogues_test=500,
+        preferences_train=10000,
+        preferences_val=1000,
+        classification_train_per_label=1000,
+        classification_test_per_label=250,
+    ),
+    "large": dict(
+        people=400,
+        places=40,
+        events=150,
+        pretrain_chars=110_000_000,
+        train_per_family=25000,
+        val_per_family=1000,
+        test_per_family=1000,
+        dialogues_train=20000,
+        dialogues_test=1000,
+        preferences_train=40000,
+        preferences_val=2000,
+        classification_train_per_label=5000,
+        classification_test_per_label=500,
+    ),
+}
+COUNT_FIELDS = tuple(SIZES["small"])
+
+_FROM_SIZE = " (default: from --size)"
+
+
+@dataclass
+class WorldConfig:
+    """Everything `build_world` needs; counts left as None come from `size`."""
+
+    out: str = field_("", help="folder to write the world to (replaced atomically)")
+    seed: int = field_(0, help="world seed; the same seed gives byte-identical files", min=0)
+    size: str = field_("small", help="preset for all counts", choices=tuple(SIZES))
+    force: bool = field_(False, help="replace OUT if it already holds a world")
+    people: int | None = field_(None, help="people in the world" + _FROM_SIZE, min=4, max=600)
+    places: int | None = field_(None, help="cities" + _FROM_SIZE, min=2, max=40)
+    events: int | None = field_(None, help="events" + _FROM_SIZE, min=1, max=150)
+    pretrain_chars: int | None = field_(
+        None, help="characters of pretraining train text" + _FROM_SIZE, min=1000
+    )
+    train_per_family: int | None = field_(
+        None, help="train problems per task family" + _FROM_SIZE, min=1
+    )
+    val_per_family: int | None = field_(None, help="val problems per family" + _FROM_SIZE, min=1)
+    test_per_family: int | None = field_(
+        None, help="test problems per family (also held-out-template rows)" + _FROM_SIZE, min=1
+    )
+    dialogues_train: int | None = field_(None, help="train dialogues" + _FROM_SIZE, min=1)
+    dialogues_test: int | None = field_(None, help="test dialogues" + _FROM_SIZE, min=1)
+    preferences_train: int | None = field_(None, help="train preference pairs" + _FROM_SIZE, min=1)
+    preferences_val: int | None = field_(None, help="val preference pairs" + _FROM_SIZE, min=1)
+    classification_train_per_label: int | None = field_(
+        None, help="classification train rows per label" + _FROM_SIZE, min=1
+    )
+    classification_test_per_label: int | None = field_(
+        None, help="classification test rows per label" + _FROM_SIZE, min=1
+    )
+
+    def validate(self) -> None:
+        if not str(self.out).strip():
+            raise ConfigError("out", "required: the folder to write the world to, e.g. --out world")
+
+    def counts(self) -> dict[str, int]:
+        """Every count, the preset's value unless overridden."""
+        preset = SIZES[self.size]
+        return {
+            name: preset[name] if getattr(self, name) is None else getattr(self, name)
+            for name in COUNT_FIELDS
+        }

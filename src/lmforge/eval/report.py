@@ -1,0 +1,118 @@
+"""report.md of a training run: what was trained, how it went, what it writes."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+from typing import Any
+
+from ..common import atomic_write_text
+from ..config import to_dict
+
+REPORT_FILE = "report.md"
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        if not math.isfinite(v):
+            return str(v)
+        return f"{v:.4g}" if abs(v) < 1e4 else f"{v:,.0f}"
+    if isinstance(v, int) and not isinstance(v, bool):
+        return f"{v:,}"
+    return str(v)
+
+
+def _table(rows: list[tuple[str, Any]]) -> str:
+    lines = ["| | |", "|---|---|"]
+    lines += [f"| {k} | {_fmt(v)} |" for k, v in rows]
+    return "\n".join(lines)
+
+
+def _flat(d: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    out: list[tuple[str, Any]] = []
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out += _flat(v, prefix + k + ".")
+        elif v is not None and v != "":
+            out.append((prefix + k, v if not isinstance(v, list) else ", ".join(map(str, v))))
+    return out
+
+
+def write_pretrain_report(
+    run_dir: str | Path,
+    *,
+    config: Any,
+    arch: str,
+    model_config: Any,
+    n_params: int,
+    result: Any,
+    samples: list[str],
+    data_meta: dict[str, Any],
+    wall_s: float,
+) -> Path:
+    """Write RUN/report.md (atomically) and return its path."""
+    run = Path(run_dir)
+    res = dataclasses.asdict(result)
+    val = res.get("val") or {}
+    splits = data_meta.get("splits", {})
+    lines = [
+        f"# Pretraining report: {arch} `{getattr(config, 'preset', '')}`",
+        "",
+        "## Result",
+        "",
+        _table(
+            [
+                ("parameters", n_params),
+                ("steps", res["step"]),
+                ("tokens seen", res["tokens_seen"]),
+                ("stopped by", res["stop_reason"]),
+                ("final train loss", res["train_loss"]),
+                ("final validation loss", val.get("val_loss", "n/a")),
+                ("best validation loss", res.get("best_val_loss") or "n/a"),
+                ("validation perplexity", val.get("val_ppl", "n/a")),
+                ("validation bits per byte", val.get("val_bpb", "n/a")),
+                ("training time (s)", res["elapsed_s"]),
+                ("this session's wall time (s)", wall_s),
+                ("throughput (tokens/s, last window)", res.get("tok_per_s") or "n/a"),
+                ("skipped non-finite steps", res.get("nan_skipped", 0)),
+            ]
+        ),
+        "",
+        "![loss](plots/loss.png)",
+        "",
+        "## Samples",
+        "",
+        "Sampled from a document start (temperature 0.8, top-k 50).",
+        "",
+    ]
+    for i, s in enumerate(samples, 1):
+        text = s.strip() or "(empty)"
+        lines += [f"**Sample {i}**", "", "```text", text, "```", ""]
+    if not samples:
+        lines += ["(none requested)", ""]
+    lines += [
+        "## Data",
+        "",
+        _table(
+            [
+                ("vocabulary", data_meta.get("vocab_size")),
+                ("tokenizer", data_meta.get("tokenizer_kind", "")),
+                ("train tokens", splits.get("train", {}).get("tokens", "n/a")),
+                ("validation tokens", splits.get("val", {}).get("tokens", "n/a")),
+                ("validation bytes", splits.get("val", {}).get("bytes", "n/a")),
+            ]
+        ),
+        "",
+        "## Model",
+        "",
+        _table([("arch", arch), *_flat(to_dict(model_config))]),
+        "",
+        "## Training config",
+        "",
+        _table(_flat(to_dict(config))),
+        "",
+    ]
+    path = run / REPORT_FILE
+    atomic_write_text(path, "\n".join(lines))
+    return path

@@ -1,0 +1,117 @@
+"""Text from a run folder's model: load tokenizer + checkpoint, generate, stream to stdout."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TextIO
+
+from ..common import ConfigError, LmforgeError, pick_device
+
+
+def load_run_model(run: str | Path, step: int | None = None, device: str = "cpu"):
+    """(model, tokenizer, checkpoint folder) of a run; the checkpoint is verified first."""
+    from ..models import load_model
+    from ..tokenizers import Tokenizer
+    from ..train.checkpoint import find_resume_checkpoint, open_checkpoint, step_dir
+
+    run = Path(run)
+    if not run.is_dir():
+        raise LmforgeError(f"{run}: no such run folder")
+    if step is None:
+        ckpt = find_resume_checkpoint(run)
+    else:
+        folder = step_dir(run, step)
+        if not folder.is_dir():
+            raise LmforgeError(f"{folder}: no such checkpoint (see {run / 'checkpoints'})")
+        ckpt = open_checkpoint(folder)
+    tok = Tokenizer.load(run / "tokenizer")
+    saved = ckpt.state.get("tokenizer_hash")
+    if saved is not None and saved != tok.hash:
+        raise LmforgeError(
+            f"{run / 'tokenizer'}: is not the tokenizer the checkpoint was trained with "
+            f"({tok.hash} vs {saved}); restore the run's tokenizer/ folder"
+        )
+    model = load_model(ckpt.model_file)
+    vocab = getattr(getattr(model, "config", None), "vocab_size", None)
+    if vocab is not None and vocab < tok.vocab_size:
+        raise LmforgeError(
+            f"{ckpt.model_file}: model vocabulary {vocab} is smaller than the tokenizer's "
+            f"{tok.vocab_size}; the run's tokenizer/ does not belong to this model"
+        )
+    return model.to(device).eval(), tok, ckpt.path
+
+
+class _TextStream:
+    """Prints decoded text as tokens arrive; decodes the whole row so merges print right."""
+
+    def __init__(self, tok, out: TextIO):
+        self.tok, self.out = tok, out
+        self.ids: list[int] = []
+        self.shown = ""
+
+    def __call__(self, row: int, token: int) -> None:
+        self.ids.append(token)
+        text = self.tok.decode(self.ids)
+        # A byte-level token may end inside a character: wait until it decodes whole.
+        if text.endswith("\ufffd"):
+            return
+        if text.startswith(self.shown):
+            self.out.write(text[len(self.shown) :])
+        else:
+            self.out.write(text)
+        self.out.flush()
+        self.shown = text
+
+
+def sample_run(
+    run: str | Path,
+    prompt: str = "",
+    *,
+    step: int | None = None,
+    max_new_tokens: int = 200,
+    temperature: float = 0.8,
+    top_k: int = 50,
+    top_p: float = 1.0,
+    seed: int = 0,
+    num_samples: int = 1,
+    device: str = "auto",
+    out: TextIO | None = None,
+) -> list[str]:
+    """Generate `num_samples` continuations of `prompt`, streamed to `out` (stdout); returns them."""
+    import torch
+
+    from ..config import validate
+    from ..inference.engine import generate
+    from ..inference.sampling import SamplingConfig
+
+    if num_samples < 1:
+        raise ConfigError("num_samples", f"must be >= 1, got {num_samples}")
+    out = out or sys.stdout
+    model, tok, _ = load_run_model(run, step, pick_device(device))
+    stop = [tok.eos_id] if tok.eos_id is not None else []
+    # An empty prompt starts a new document, as training saw them begin (after EOS).
+    ids = tok.encode(prompt) if prompt else []
+    if not prompt or not ids:
+        ids = [tok.eos_id if tok.eos_id is not None else 0] + ids
+    texts = []
+    for i in range(num_samples):
+        cfg = SamplingConfig(
+            max_new_tokens=max_new_tokens,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            seed=seed + i,
+            stop_token_ids=stop,
+        )
+        validate(cfg)
+        if num_samples > 1:
+            out.write(f"--- sample {i + 1} ---\n")
+        out.write(prompt)
+        stream = _TextStream(tok, out)
+        with torch.inference_mode():
+            new = generate(model, [ids], cfg, pad_id=tok.pad_id or 0, stream=stream)[0]
+        out.write("\n")
+        out.flush()
+        texts.append(prompt + tok.decode(new))
+    return texts

@@ -1,0 +1,174 @@
+"""BERT-style bidirectional encoder with a masked-LM head.
+
+Post-LayerNorm transformer as in Devlin et al. (2018): token + learned position +
+segment (token type) embeddings, LayerNorm, ``n_layer`` blocks of full
+(non-causal) self-attention and a GELU MLP, then the masked-LM head: dense + GELU
++ LayerNorm, and a decoder tied to the token embedding with its own bias.
+
+The layout mirrors Hugging Face ``BertForMaskedLM`` one module for one module,
+except that query/key/value are one fused ``qkv`` linear (one matmul instead of
+three), so ``lmforge.export.hf_bert`` only renames and splits weights and the
+exported model gives the same logits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..common import ConfigError, LmforgeError
+from ..config import field_
+
+
+@dataclass
+class BertConfig:
+    """Shape of a BERT encoder; ``lmforge_model_config`` of a ``bert`` checkpoint."""
+
+    vocab_size: int = field_(8192, help="number of token ids", min=1)
+    block_size: int = field_(128, help="maximum sequence length (learned positions)", min=1)
+    type_vocab_size: int = field_(2, help="number of segments (token types)", min=1)
+    n_layer: int = field_(4, help="transformer blocks", min=1)
+    n_head: int = field_(4, help="attention heads", min=1)
+    d_model: int = field_(256, help="hidden size", min=1)
+    d_ff: int = field_(1024, help="intermediate (MLP) size", min=1)
+    dropout: float = field_(
+        0.1, help="dropout on embeddings, attention and residuals", min=0.0, max=1.0
+    )
+    layer_norm_eps: float = field_(1e-12, help="LayerNorm epsilon", min=0.0)
+    activation: str = field_(
+        "gelu", help="gelu (exact, erf) or gelu_tanh (approximation)", choices=["gelu", "gelu_tanh"]
+    )
+
+    def validate(self) -> None:
+        if self.d_model % self.n_head:
+            raise ConfigError(
+                "n_head", f"d_model ({self.d_model}) must be divisible by n_head ({self.n_head})"
+            )
+
+
+def _gelu(x: torch.Tensor, kind: str) -> torch.Tensor:
+    return F.gelu(x, approximate="tanh" if kind == "gelu_tanh" else "none")
+
+
+class EncoderBlock(nn.Module):
+    """Self-attention and MLP, each followed by residual add + LayerNorm (post-LN)."""
+
+    def __init__(self, cfg: BertConfig):
+        super().__init__()
+        self.n_head, self.activation, self.p = cfg.n_head, cfg.activation, cfg.dropout
+        self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model)
+        self.attn_out = nn.Linear(cfg.d_model, cfg.d_model)
+        self.ln_attn = nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps)
+        self.ff_in = nn.Linear(cfg.d_model, cfg.d_ff)
+        self.ff_out = nn.Linear(cfg.d_ff, cfg.d_model)
+        self.ln_ff = nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps)
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
+        """x (B, T, C); key_mask (B, 1, 1, T) bool, True where a key may be attended."""
+        B, T, C = x.shape
+        hd = C // self.n_head
+        q, k, v = self.qkv(x).split(C, dim=2)
+        q = q.view(B, T, self.n_head, hd).transpose(1, 2)  # (B, nh, T, hd)
+        k = k.view(B, T, self.n_head, hd).transpose(1, 2)
+        v = v.view(B, T, self.n_head, hd).transpose(1, 2)
+        y = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=key_mask, dropout_p=self.p if self.training else 0.0
+        )  # (B, nh, T, hd)
+        y = y.transpose(1, 2).reshape(B, T, C)
+        x = self.ln_attn(x + self.drop(self.attn_out(y)))
+        h = _gelu(self.ff_in(x), self.activation)  # (B, T, d_ff)
+        return self.ln_ff(x + self.drop(self.ff_out(h)))
+
+
+class BertMLM(nn.Module):
+    """Bidirectional encoder + masked-LM head: ids (B, T) -> logits (B, T, V)."""
+
+    def __init__(self, cfg: BertConfig):
+        super().__init__()
+        self.config = cfg
+        self.wte = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        self.wpe = nn.Embedding(cfg.block_size, cfg.d_model)
+        self.wtt = nn.Embedding(cfg.type_vocab_size, cfg.d_model)
+        self.ln_emb = nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList([EncoderBlock(cfg) for _ in range(cfg.n_layer)])
+        # Masked-LM head (BERT's cls.predictions): transform, then tied decoder + bias.
+        self.head_dense = nn.Linear(cfg.d_model, cfg.d_model)
+        self.head_ln = nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps)
+        self.head_bias = nn.Parameter(torch.zeros(cfg.vocab_size))
+        self.apply(self._init_weights)
+
+    @staticmethod
+    def _init_weights(m: nn.Module) -> None:
+        # BERT's initializer: N(0, 0.02) weights, zero biases, identity LayerNorms.
+        if isinstance(m, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(m.weight, std=0.02)
+        if isinstance(m, nn.Linear) and m.bias is not None:
+            nn.init.zeros_(m.bias)
+        if isinstance(m, nn.LayerNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def encode(
+        self,
+        ids: torch.Tensor,
+        token_type_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """ids (B, T) -> final hidden states (B, T, C), before the MLM head."""
+        B, T = ids.shape
+        if T > self.config.block_size:
+            raise LmforgeError(
+                f"sequence of {T} tokens is longer than the model's block_size "
+                f"({self.config.block_size}); shorten the input"
+            )
+        pos = torch.arange(T, device=ids.device)
+        x = self.wte(ids) + self.wpe(pos)  # (B, T, C)
+        if token_type_ids is None:
+            x = x + self.wtt.weight[0]
+        else:
+            x = x + self.wtt(token_type_ids)
+        x = self.drop(self.ln_emb(x))
+        key_mask = None
+        if attention_mask is not None:
+            key_mask = attention_mask.bool().view(B, 1, 1, T)  # padding keys are never attended
+        for block in self.blocks:
+            x = block(x, key_mask)
+        return x
+
+    def forward(
+        self,
+        ids: torch.Tensor,
+        targets: torch.Tensor | None = None,
+        kv_cache: object | None = None,
+        *,
+        token_type_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """ids (B, T) -> logits (B, T, V), mean cross-entropy over targets != -100 (or None).
+
+        For masked-LM training ``targets`` holds the original id at the chosen
+        positions and -100 elsewhere (``lmforge.train.masked_lm``).
+        """
+        if kv_cache is not None:
+            raise LmforgeError(
+                "a BERT model is a bidirectional encoder and cannot generate text "
+                "token by token; use `lmforge fill-mask` instead"
+            )
+        x = self.encode(ids, token_type_ids, attention_mask)
+        h = _gelu(self.head_dense(x), self.config.activation)
+        h = self.head_ln(h)
+        logits = F.linear(h, self.wte.weight, self.head_bias)  # (B, T, V), tied decoder
+        loss = None
+        if targets is not None:
+            loss = F.cross_entropy(
+                logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1), ignore_index=-100
+            )
+        return logits, loss

@@ -1,0 +1,137 @@
+"""Self-describing weight files: ``model.safetensors`` with the arch and config inside.
+
+The safetensors metadata holds ``lmforge_arch`` and ``lmforge_model_config`` (the
+config dataclass as JSON), so ``load_model(path)`` rebuilds any checkpoint
+without the run's config. Tied weights are stored once. Files are written to a
+temporary name and renamed, so a crash never leaves half a file behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from ..common import ConfigError, LmforgeError
+from .registry import arch_of, build_model, config_to_dict, model_config_from_dict
+
+WEIGHTS_FILE = "model.safetensors"
+META_ARCH = "lmforge_arch"
+META_CONFIG = "lmforge_model_config"
+
+
+def _weights_path(path: str | Path) -> Path:
+    p = Path(path)
+    return p / WEIGHTS_FILE if p.is_dir() else p
+
+
+def _unwrap(model):
+    # torch.compile wraps the module; its state dict keys carry a prefix we do not want.
+    return getattr(model, "_orig_mod", model)
+
+
+def save_model(model, path: str | Path, *, metadata: dict[str, str] | None = None) -> Path:
+    """Write `model` to `path` (a file, or a folder to hold model.safetensors), atomically."""
+    from safetensors.torch import save_file
+
+    model = _unwrap(model)
+    p = Path(path)
+    if p.is_dir() or p.suffix == "":
+        p = p / WEIGHTS_FILE
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {}
+    stored: set[tuple[int, tuple[int, ...], tuple[int, ...]]] = set()
+    for name, t in model.state_dict().items():
+        # Tied weights (the same storage under two names) are written once; load_model re-ties.
+        key = (t.data_ptr(), tuple(t.shape), tuple(t.stride()))
+        if key in stored:
+            continue
+        stored.add(key)
+        tensors[name] = t.detach().to("cpu").contiguous()
+    meta = {
+        "format": "pt",
+        META_ARCH: arch_of(model),
+        META_CONFIG: json.dumps(config_to_dict(model.config)),
+        **(metadata or {}),
+    }
+    tmp = p.with_name(p.name + ".tmp")
+    try:
+        save_file(tensors, str(tmp), metadata=meta)
+        os.replace(tmp, p)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return p
+
+
+def read_model_meta(path: str | Path) -> tuple[str, Any, dict[str, str]]:
+    """(arch, config, all metadata) of a checkpoint, reading only its header."""
+    from safetensors import safe_open
+
+    p = _weights_path(path)
+    if not p.is_file():
+        raise LmforgeError(f"{p}: no such checkpoint file")
+    try:
+        with safe_open(str(p), framework="pt") as f:
+            meta = f.metadata() or {}
+    except Exception as e:  # safetensors raises its own error types for bad headers
+        raise LmforgeError(
+            f"{p}: not a readable safetensors file, truncated or corrupted ({_short(e)}); "
+            "restore it or use another checkpoint"
+        ) from None
+    if META_ARCH not in meta or META_CONFIG not in meta:
+        raise LmforgeError(
+            f"{p}: not an lmforge checkpoint (no {META_ARCH} metadata); "
+            "bring Hugging Face weights in with `lmforge import hf`"
+        )
+    arch = meta[META_ARCH]
+    try:
+        fields = json.loads(meta[META_CONFIG])
+    except json.JSONDecodeError as e:
+        raise LmforgeError(f"{p}: {META_CONFIG} metadata is not valid JSON ({e.msg})") from None
+    try:
+        cfg = model_config_from_dict(arch, fields)
+    except ConfigError as e:
+        raise LmforgeError(f"{p}: model config: {e}") from None
+    except LmforgeError as e:
+        raise LmforgeError(f"{p}: {e}") from None
+    return arch, cfg, meta
+
+
+def load_model(path: str | Path, device: str = "cpu", dtype=None):
+    """Rebuild the model saved at `path` (file or checkpoint folder) on `device`."""
+    import torch
+    from safetensors.torch import load_file
+
+    p = _weights_path(path)
+    arch, cfg, _ = read_model_meta(p)
+    try:
+        tensors = load_file(str(p), device="cpu")
+    except Exception as e:
+        raise LmforgeError(
+            f"{p}: truncated or corrupted weights ({_short(e)}); restore it or use another checkpoint"
+        ) from None
+    model = build_model(arch, cfg)
+    try:
+        missing, unexpected = model.load_state_dict(tensors, strict=False)
+    except RuntimeError as e:
+        raise LmforgeError(f"{p}: weights do not fit the {arch} config ({_short(e)})") from None
+    # A tied weight is stored under one of its names; the other is filled by the tie.
+    sd = model.state_dict()
+    loaded = {sd[k].data_ptr() for k in sd if k in tensors}
+    really_missing = [k for k in missing if sd[k].data_ptr() not in loaded]
+    if really_missing or unexpected:
+        parts = []
+        if really_missing:
+            parts.append(f"missing {', '.join(really_missing[:5])}")
+        if unexpected:
+            parts.append(f"unexpected {', '.join(unexpected[:5])}")
+        raise LmforgeError(f"{p}: weights do not match the {arch} config ({'; '.join(parts)})")
+    if not all(torch.isfinite(t).all() for t in tensors.values() if t.is_floating_point()):
+        raise LmforgeError(f"{p}: weights contain NaN or inf; the checkpoint is corrupted")
+    return model.to(device=device, dtype=dtype) if dtype is not None else model.to(device)
+
+
+def _short(e: Exception) -> str:
+    return " ".join(str(e).split())[:200]

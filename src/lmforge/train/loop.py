@@ -1,0 +1,470 @@
+"""The one training loop: every objective (LM, masked LM, SFT, reward, PPO) runs through here.
+
+`train(model, objective, batches, cfg, run_dir=...)` does AdamW with decay groups,
+warmup + cosine / linear / warmup-stable-decay, gradient accumulation, clipping,
+bf16 autocast, optional torch.compile, DDP / FSDP2 under torchrun, periodic
+evaluation, atomic checkpoints with exact resume, a NaN/inf guard, metrics.jsonl,
+TensorBoard, PNG curves and a progress bar. Objectives and batch sources are the
+protocols in `lmforge.train.objective`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..common import LmforgeError, progress, seed_everything
+from ..eval.perplexity import move_to
+from . import distributed as D
+from .checkpoint import Checkpoint, save_checkpoint
+from .config import TrainConfig
+from .metrics import MetricsLogger
+from .objective import BatchSource, Objective
+from .optim import build_optimizer, lr_at
+from .precision import autocast, resolve_dtype
+from .rng import get_rng_state, set_rng_state
+
+# Test hook: SIGKILL this process right after finishing this step (and its checkpoint).
+KILL_AT_STEP_ENV = "LMFORGE_TEST_KILL_AT_STEP"
+
+Evaluator = Callable[[nn.Module], dict[str, float]]
+
+
+@dataclass
+class TrainResult:
+    """What a finished (or stopped) run reached."""
+
+    step: int
+    tokens_seen: int
+    elapsed_s: float
+    train_loss: float | None
+    val: dict[str, float] = field(default_factory=dict)
+    best_val_loss: float | None = None
+    tok_per_s: float | None = None
+    stop_reason: str = "max_steps"
+    checkpoint: Path | None = None
+    nan_skipped: int = 0
+
+
+@dataclass
+class _State:
+    """Counters that checkpoints carry (besides weights, optimizer, data and RNG)."""
+
+    step: int = 0
+    tokens_seen: int = 0
+    elapsed_s: float = 0.0
+    nan_skipped: int = 0
+    nan_consecutive: int = 0
+    best_val_loss: float | None = None
+    warmup_progress: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(vars(self))
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> _State:
+        return cls(**{k: d[k] for k in vars(cls()) if k in d})
+
+
+def load_weights(model: nn.Module, path: Path) -> None:
+    """Load a checkpoint's model.safetensors into `model`; errors name the file.
+
+    A tied weight stored under one of its names counts as present for its twins.
+    """
+    from safetensors.torch import load_file
+
+    try:
+        tensors = load_file(str(path), device="cpu")
+    except Exception as e:  # safetensors raises its own types for bad headers and short files
+        msg = " ".join(str(e).split())[:200]
+        raise LmforgeError(f"{path}: cannot load the weights ({msg})") from None
+    try:
+        missing, unexpected = model.load_state_dict(tensors, strict=False)
+    except RuntimeError as e:
+        msg = " ".join(str(e).split())[:200]
+        raise LmforgeError(f"{path}: weights do not fit the model ({msg})") from None
+    sd = model.state_dict()
+    loaded = {sd[k].data_ptr() for k in sd if k in tensors}
+    missing = [k for k in missing if sd[k].data_ptr() not in loaded]
+    if missing or unexpected:
+        raise LmforgeError(
+            f"{path}: does not match the model (missing {sorted(missing)[:3]}, unexpected "
+            f"{sorted(unexpected)[:3]}); was it written by another architecture or preset?"
+        )
+
+
+def _weights_meta(inner: nn.Module, extra: dict[str, str] | None) -> dict[str, str]:
+    """safetensors metadata: lmforge's arch and model config (self-describing), plus `extra`."""
+    meta = {"format": "pt"}
+    try:
+        from ..models import arch_of, config_to_dict
+        from ..models.weights import META_ARCH, META_CONFIG
+
+        meta[META_ARCH] = arch_of(inner)
+        meta[META_CONFIG] = json.dumps(config_to_dict(inner.config))
+    except (ValueError, AttributeError, LmforgeError):
+        pass  # a module outside the model registry (tests, custom models): weights only
+    return {**meta, **(extra or {})}
+
+
+def _write_weights(model: nn.Module, ctx: D.DistContext, sd: dict, extra: dict[str, str] | None):
+    """A function writing model.safetensors (rank 0) from the gathered state dict."""
+    from safetensors.torch import save_file
+
+    def write(path: Path) -> None:
+        inner = D.unwrap(model)
+        tensors, stored = {}, set()
+        for name, t in sd.items():
+            # Tied weights (one storage, two names) are written once, as models.save_model does.
+            key = (t.data_ptr(), tuple(t.shape), tuple(t.stride()))
+            if key in stored:
+                continue
+            stored.add(key)
+            tensors[name] = t.detach().to("cpu").contiguous()
+        save_file(tensors, str(path), metadata=_weights_meta(inner, extra))
+
+    return write
+
+
+def _progress_fraction(st: _State, cfg: TrainConfig) -> float:
+    """How far the run is, by whichever budget ends first."""
+    parts = []
+    if cfg.max_steps:
+        parts.append(st.step / cfg.max_steps)
+    if cfg.max_tokens:
+        parts.append(st.tokens_seen / cfg.max_tokens)
+    if cfg.max_time:
+        parts.append(st.elapsed_s / cfg.max_time)
+    return min(max(parts), 1.0)
+
+
+def _budget_spent(st: _State, cfg: TrainConfig) -> str | None:
+    if cfg.max_steps and st.step >= cfg.max_steps:
+        return "max_steps"
+    if cfg.max_tokens and st.tokens_seen >= cfg.max_tokens:
+        return "max_tokens"
+    if cfg.max_time and st.elapsed_s >= cfg.max_time:
+        return "max_time"
+    return None
+
+
+def train(
+    model: nn.Module,
+    objective: Objective,
+    batches: BatchSource,
+    cfg: TrainConfig,
+    *,
+    run_dir: str | Path | None = None,
+    ctx: D.DistContext | None = None,
+    evaluator: Evaluator | None = None,
+    resume: Checkpoint | None = None,
+    weights_metadata: dict[str, str] | None = None,
+    extra_state: dict[str, Any] | None = None,
+    desc: str = "train",
+) -> TrainResult:
+    """Train `model` on `objective` over `batches` as `cfg` says; returns where it ended.
+
+    `model` is a plain module on the CPU or already on the device (not yet wrapped);
+    `evaluator(model) -> {"val_loss": ..., ...}` runs under no_grad, eval mode and
+    autocast every `cfg.eval_every` steps and at the end. `run_dir` receives
+    checkpoints and metrics (None: train without writing anything). `resume` is
+    a verified checkpoint (`checkpoint.find_resume_checkpoint`). `weights_metadata`
+    goes into every model.safetensors; `extra_state` into trainer_state.json.
+    Raises LmforgeError when the NaN guard stops the run (after saving).
+    """
+    ctx = ctx or D.init_distributed(cfg.device, cfg.parallel)
+    device = ctx.device
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    if device.startswith("cuda"):
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    amp_dtype = resolve_dtype(cfg.dtype, device)
+    run = Path(run_dir) if run_dir is not None else None
+    writes = run is not None and ctx.is_main
+
+    model.to(device)
+    st = _State()
+    if resume is not None:
+        load_weights(D.unwrap(model), resume.model_file)
+        st = _State.from_json(resume.state)
+
+    # --- wrap: compile, then DDP (or shard with FSDP2, then compile) ----------------
+    if cfg.compile and ctx.parallel != "fsdp":
+        model = torch.compile(model)
+    eval_model = model
+    model = D.wrap_model(model, ctx)
+    if ctx.parallel == "fsdp":
+        if cfg.compile:
+            model = torch.compile(model)
+        eval_model = model
+    optimizer = build_optimizer(model, cfg.lr, cfg.weight_decay, cfg.betas, cfg.eps)
+    fused = bool(optimizer.defaults.get("fused"))
+
+    # --- restore optimizer, data position, objective state and RNG, or seed -----------
+    if resume is not None:
+        _restore(resume, model, optimizer, objective, batches, ctx)
+    else:
+        # Per-rank streams: dropout differs across processes, as it would across a batch.
+        seed_everything(cfg.seed + ctx.rank)
+
+    metrics = MetricsLogger(run, enabled=writes, resume_step=st.step) if run else None
+    params = [p for p in model.parameters() if p.requires_grad]
+    clip = cfg.grad_clip if cfg.grad_clip > 0 else float("inf")
+    # On a GPU a host sync stalls the launch queue, so the NaN counters (kept on the
+    # device) are read only at log steps there; on a CPU reading them is free.
+    check_every = 1 if (device == "cpu" or not fused) else cfg.log_every
+    bad_run = torch.zeros((), device=device)  # consecutive non-finite steps
+    bad_total = torch.zeros((), device=device)
+    win_loss = torch.zeros((), device=device)  # sum of finite step losses in this window
+    win_good = torch.zeros((), device=device)
+    win_metrics: dict[str, torch.Tensor] = {}
+    win_tokens, win_t0, win_steps = 0, time.perf_counter(), 0
+    last_norm = torch.zeros((), device=device)
+    last_loss: float | None = None
+    last_val: dict[str, float] = {}
+    tok_per_s: float | None = None
+    t_start = time.perf_counter() - st.elapsed_s
+    kill_at = os.environ.get(KILL_AT_STEP_ENV)
+
+    bar = progress(total=cfg.max_steps, desc=desc, unit="step")
+    bar.update(st.step)
+    stop = _budget_spent(st, cfg)
+    model.train()
+    try:
+        while stop is None:
+            # --- one optimizer step ---------------------------------------------------
+            frac = _progress_fraction(st, cfg)
+            if st.step >= cfg.warmup and st.warmup_progress is None:
+                st.warmup_progress = frac
+            lr = lr_at(
+                st.step,
+                frac,
+                lr=cfg.lr,
+                min_lr=cfg.min_lr,
+                warmup=cfg.warmup,
+                schedule=cfg.schedule,
+                decay_frac=cfg.decay_frac,
+                warmup_progress=st.warmup_progress or 0.0,
+            )
+            for g in optimizer.param_groups:
+                g["lr"] = lr
+            step_loss = torch.zeros((), device=device)
+            step_tokens = 0
+            for micro in range(cfg.grad_accum):
+                batch = move_to(batches.next_batch(), device)
+                step_tokens += objective.count_tokens(batch)
+                with D.grad_sync(model, ctx, micro == cfg.grad_accum - 1):
+                    with autocast(device, amp_dtype):
+                        loss, extra = objective.compute_loss(model, batch)
+                    (loss / cfg.grad_accum).backward()
+                step_loss += loss.detach().float()
+                for k, v in extra.items():
+                    win_metrics[k] = win_metrics.get(k, 0.0) + v.detach().float() / cfg.grad_accum
+            step_loss /= cfg.grad_accum
+            norm = torch.nn.utils.clip_grad_norm_(params, clip)
+            if hasattr(norm, "full_tensor"):  # FSDP2 returns a DTensor
+                norm = norm.full_tensor()
+            bad = ~(torch.isfinite(norm) & torch.isfinite(step_loss))
+            if fused:
+                # Fused AdamW skips the update (and its step count) where found_inf is 1,
+                # without a host sync: the same mechanism torch's GradScaler uses.
+                optimizer.found_inf = bad.float()
+                optimizer.step()
+                del optimizer.found_inf
+            elif not bad.item():
+                optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            bad_run = (bad_run + 1) * bad
+            bad_total += bad
+            win_loss += torch.where(bad, 0.0, step_loss)
+            win_good += ~bad
+            last_norm = norm.detach()
+            st.step += 1
+            st.tokens_seen += step_tokens * ctx.world_size
+            win_tokens += step_tokens * ctx.world_size
+            win_steps += 1
+            now = time.perf_counter() - t_start
+            if cfg.max_time:
+                # Every rank must see the same clock, or their schedules would differ.
+                now = _broadcast_float(now, ctx)
+            st.elapsed_s = now
+            bar.update(1)
+
+            # --- NaN guard ------------------------------------------------------------
+            if st.step % check_every == 0 and bad_run.item() >= cfg.nan_guard_patience:
+                st.nan_consecutive = int(bad_run.item())
+                st.nan_skipped = int(bad_total.item())
+                path = None
+                if run is not None:
+                    path = _save(run, st, model, optimizer, objective, batches, ctx, cfg,
+                                 weights_metadata, extra_state)
+                where = f"; saved {path}" if path else ""
+                raise LmforgeError(
+                    f"training stopped at step {st.step}: loss or gradients were NaN/inf for "
+                    f"{st.nan_consecutive} steps in a row (each was skipped){where}; lower --lr "
+                    "or raise --warmup, then --resume"
+                )
+
+            stop = _budget_spent(st, cfg)
+
+            # --- log ------------------------------------------------------------------
+            if st.step % cfg.log_every == 0 or stop:
+                stats = torch.stack([win_loss, win_good, bad_total, last_norm.float()])
+                stats[:2] = D.all_reduce_sum(stats[:2].clone(), ctx)
+                w_loss, w_good, n_bad, g_norm = stats.tolist()
+                dt = time.perf_counter() - win_t0
+                tok_per_s = win_tokens / dt if dt > 0 else None
+                last_loss = w_loss / w_good if w_good else float("nan")
+                rec = {
+                    "step": st.step,
+                    "loss": last_loss,
+                    "lr": lr,
+                    "tokens_seen": st.tokens_seen,
+                    "tok_per_s": tok_per_s,
+                    "grad_norm": g_norm,
+                    "elapsed_s": round(st.elapsed_s, 3),
+                    "nan_skipped": int(n_bad),
+                }
+                for k, v in win_metrics.items():
+                    rec[f"train_{k}"] = float(D.all_reduce_mean(v.clone(), ctx)) / win_steps
+                st.nan_skipped = int(n_bad)
+                st.nan_consecutive = int(bad_run.item())
+                if metrics:
+                    metrics.log(rec)
+                if cfg.max_steps is None and cfg.max_time and tok_per_s:
+                    steps_per_s = win_steps / dt
+                    bar.total = st.step + int((cfg.max_time - st.elapsed_s) * steps_per_s)
+                bar.set_postfix(loss=f"{last_loss:.4f}", tok_s=f"{tok_per_s or 0:,.0f}")
+                win_loss.zero_()
+                win_good.zero_()
+                win_metrics = {}
+                win_tokens, win_steps, win_t0 = 0, 0, time.perf_counter()
+
+            # --- evaluate -------------------------------------------------------------
+            due_eval = cfg.eval_every and st.step % cfg.eval_every == 0
+            if evaluator is not None and (due_eval or stop):
+                last_val = _evaluate(evaluator, eval_model, device, amp_dtype)
+                vl = last_val.get("val_loss")
+                if vl is not None and math.isfinite(vl):
+                    if st.best_val_loss is None or vl < st.best_val_loss:
+                        st.best_val_loss = vl
+                if metrics:
+                    metrics.log({"step": st.step, **last_val})
+                    metrics.plot()
+                # Evaluation time is not training time for tokens/s.
+                win_t0 = time.perf_counter()
+
+            # --- checkpoint -----------------------------------------------------------
+            due_save = cfg.save_every and st.step % cfg.save_every == 0
+            if run is not None and (due_save or stop):
+                _save(run, st, model, optimizer, objective, batches, ctx, cfg,
+                      weights_metadata, extra_state)
+                win_t0 = time.perf_counter()
+            if kill_at is not None and str(st.step) == kill_at:
+                os.kill(os.getpid(), signal.SIGKILL)
+    finally:
+        bar.close()
+        if metrics:
+            metrics.plot()
+            metrics.close()
+
+    return TrainResult(
+        step=st.step,
+        tokens_seen=st.tokens_seen,
+        elapsed_s=st.elapsed_s,
+        train_loss=last_loss,
+        val=last_val,
+        best_val_loss=st.best_val_loss,
+        tok_per_s=tok_per_s,
+        stop_reason=stop or "max_steps",
+        checkpoint=(run / "checkpoints" / f"step_{st.step}") if run else None,
+        nan_skipped=st.nan_skipped,
+    )
+
+
+def _broadcast_float(x: float, ctx: D.DistContext) -> float:
+    if not ctx.distributed:
+        return x
+    import torch.distributed as dist
+
+    t = torch.tensor([x], dtype=torch.float64, device=ctx.device)
+    dist.broadcast(t, src=0)
+    return float(t.item())
+
+
+def _evaluate(evaluator: Evaluator, model: nn.Module, device: str, amp_dtype) -> dict[str, float]:
+    model.eval()
+    try:
+        with torch.no_grad(), autocast(device, amp_dtype):
+            return {k: float(v) for k, v in evaluator(model).items()}
+    finally:
+        model.train()
+
+
+def _save(run, st, model, optimizer, objective, batches, ctx, cfg, meta, extra) -> Path:
+    """Checkpoint the current step (every rank calls; rank 0 writes)."""
+    model_sd, opt_sd = D.full_state_dicts(model, optimizer, ctx)
+    rng = D.gather_objects(get_rng_state(), ctx)
+    data = D.gather_objects(batches.state_dict(), ctx)
+    obj = objective.state_dict() if hasattr(objective, "state_dict") else None
+    objs = D.gather_objects(obj, ctx) if obj is not None else None
+    path = run / "checkpoints" / f"step_{st.step}"
+    if ctx.is_main:
+        trainer_state = {
+            **(extra or {}),
+            **st.to_json(),
+            "world_size": ctx.world_size,
+            "data": data,
+            "rng": rng,
+        }
+        path = save_checkpoint(
+            run,
+            st.step,
+            write_weights=_write_weights(model, ctx, model_sd, meta or {}),
+            optimizer_state=opt_sd,
+            trainer_state=trainer_state,
+            objective_state={"ranks": objs} if objs is not None else None,
+            keep_last=cfg.keep_last,
+        )
+    D.barrier(ctx)
+    return path
+
+
+def _restore(
+    ckpt: Checkpoint,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    objective: Objective,
+    batches: BatchSource,
+    ctx: D.DistContext,
+) -> None:
+    """Load optimizer, data position, objective state and RNG from `ckpt` for this rank."""
+    state = ckpt.state
+    saved_world = int(state.get("world_size", 1))
+    if saved_world != ctx.world_size:
+        raise LmforgeError(
+            f"{ckpt.path / 'trainer_state.json'}: written by {saved_world} process(es), this run "
+            f"has {ctx.world_size}; resume with the same --nproc_per_node for the same data order"
+        )
+    try:
+        D.load_optimizer_state(model, optimizer, ckpt.optimizer_state(), ctx)
+    except (ValueError, KeyError, RuntimeError) as e:
+        raise LmforgeError(
+            f"{ckpt.path / 'optimizer.pt'}: does not fit this model's parameters ({e})"
+        ) from None
+    batches.load_state_dict(state["data"][ctx.rank])
+    obj_state = ckpt.objective_state()
+    if obj_state is not None and hasattr(objective, "load_state_dict"):
+        objective.load_state_dict(obj_state["ranks"][ctx.rank])
+    set_rng_state(state["rng"][ctx.rank])

@@ -1,0 +1,246 @@
+"""`lmforge pretrain`: a GPT or LLaMA trained on token shards, into a complete run folder.
+
+`pretrain(cfg, resume=False)` checks the config against the data and the model
+before anything heavy (sequence length above the context, tokenizer larger than
+the vocabulary, a checkpoint from another tokenizer), builds the model from its
+preset and `--model.*` overrides, runs the one loop with the next-token
+objective, and ends with samples and report.md.
+
+Vocabulary: a model's `vocab_size` is the tokenizer's unless `--model.vocab-size`
+says otherwise (presets describe shapes; the tokenizer decides the ids). A
+vocabulary smaller than the tokenizer's is an error.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..common import ConfigError, LmforgeError, print0, seed_everything
+from ..config import save_config
+from . import distributed as D
+from .causal_lm import CausalLMObjective
+from .checkpoint import Checkpoint, find_resume_checkpoint, list_checkpoints
+from .config import PretrainConfig
+from .loop import TrainResult, train
+
+CONFIG_FILE = "config.yaml"
+TOKENIZER_DIR = "tokenizer"
+
+
+def model_config_for(cfg: PretrainConfig, tokenizer_vocab: int) -> tuple[str, Any]:
+    """(arch, model config) from the preset, the overrides and the tokenizer; validated."""
+    from ..models import get_preset
+
+    try:
+        arch, mcfg = get_preset(cfg.preset, cfg.arch)
+    except LmforgeError as e:
+        raise ConfigError("preset", str(e)) from None
+    changes = cfg.model.given()
+    changes.setdefault("vocab_size", tokenizer_vocab)
+    try:
+        mcfg = dataclasses.replace(mcfg, **changes)
+    except TypeError as e:
+        raise ConfigError("model", f"{arch} has no such field ({e})") from None
+    if mcfg.vocab_size < tokenizer_vocab:
+        raise ConfigError(
+            "model.vocab_size",
+            f"{mcfg.vocab_size} is smaller than the tokenizer's {tokenizer_vocab} ids; "
+            "drop --model.vocab-size to use the tokenizer's size",
+        )
+    check = getattr(mcfg, "validate", None)
+    if callable(check):
+        try:
+            check()
+        except ConfigError as e:
+            raise ConfigError(f"model.{e.field}", str(e).split(": ", 1)[-1]) from None
+    seq_len = cfg.seq_len or mcfg.block_size
+    if seq_len > mcfg.block_size:
+        raise ConfigError(
+            "seq_len",
+            f"{seq_len} is above the model's context block_size={mcfg.block_size}; "
+            f"lower --seq-len or raise --model.block-size",
+        )
+    return arch, mcfg
+
+
+def _check_run_folder(out: Path, resume: bool) -> Checkpoint | None:
+    if resume:
+        return find_resume_checkpoint(out)
+    if list_checkpoints(out):
+        raise LmforgeError(
+            f"{out}: already holds checkpoints; pass --resume to continue it or choose another --out"
+        )
+    return None
+
+
+def pretrain(cfg: PretrainConfig, *, resume: bool = False) -> TrainResult:
+    """Train as `cfg` says (continuing RUN/latest with `resume`); returns the loop's result."""
+    from ..data.shards import TokenShards
+
+    out = Path(cfg.out)
+    train_shards = TokenShards(cfg.data, "train")
+    tok = train_shards.tokenizer()  # checks the tokenizer against the shards' hash
+    arch, mcfg = model_config_for(cfg, tok.vocab_size)
+    seq_len = cfg.seq_len or mcfg.block_size
+    ckpt = _check_run_folder(out, resume)
+    if ckpt is not None:
+        _check_resume_matches(ckpt, tok.hash, arch, mcfg)
+
+    ctx = D.init_distributed(cfg.device, cfg.parallel)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    try:
+        return _run(cfg, ctx, out, train_shards, tok, arch, mcfg, seq_len, ckpt)
+    finally:
+        D.shutdown()
+
+
+def _check_resume_matches(ckpt: Checkpoint, tok_hash: str, arch: str, mcfg: Any) -> None:
+    state_file = ckpt.path / "trainer_state.json"
+    saved = ckpt.state.get("tokenizer_hash")
+    if saved is not None and saved != tok_hash:
+        raise LmforgeError(
+            f"{state_file}: the checkpoint was trained with tokenizer {saved}, but the data's "
+            f"tokenizer is {tok_hash}; resume with the same --data"
+        )
+    saved_model = ckpt.state.get("model")
+    if saved_model is not None:
+        now = {"arch": arch, **dataclasses.asdict(mcfg)}
+        diff = sorted(k for k in now if saved_model.get(k) != now[k])
+        if diff:
+            raise LmforgeError(
+                f"{state_file}: the checkpoint's model differs in {', '.join(diff)} "
+                f"(saved {', '.join(f'{k}={saved_model.get(k)!r}' for k in diff)}); "
+                "resume with the run's own config.yaml"
+            )
+
+
+def _run(cfg, ctx, out, train_shards, tok, arch, mcfg, seq_len, ckpt) -> TrainResult:
+    from ..data.batches import BatchReader
+    from ..eval.perplexity import bits_per_byte, mean_loss, perplexity
+    from ..models import build_model
+
+    seed_everything(cfg.seed)  # the same initial weights on every rank
+    model = build_model(arch, mcfg)
+    n_params = sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
+    if ctx.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, out / CONFIG_FILE)
+        tok.save(out / TOKENIZER_DIR)
+        print0(
+            f"pretrain: {arch} {cfg.preset} ({n_params / 1e6:.2f}M parameters), vocab "
+            f"{mcfg.vocab_size}, seq_len {seq_len}, batch {cfg.batch_size}×{cfg.grad_accum}"
+            f"×{ctx.world_size}, device {ctx.device}"
+            + (f", resuming from {ckpt.path}" if ckpt else "")
+        )
+
+    batches = BatchReader(
+        train_shards,
+        "train",
+        cfg.batch_size,
+        seq_len,
+        seed=cfg.seed,
+        rank=ctx.rank,
+        world_size=ctx.world_size,
+        mode="random",
+    )
+    val = BatchReader(
+        cfg.data, "val", cfg.batch_size, seq_len, seed=cfg.seed, rank=ctx.rank,
+        world_size=ctx.world_size,
+    )
+    val_split = val.shards.meta["splits"]["val"]
+    val_tokens, val_bytes = int(val_split["tokens"]), int(val_split.get("bytes", 0))
+
+    def evaluator(m: torch.nn.Module) -> dict[str, float]:
+        loss, _ = mean_loss(
+            m,
+            CausalLMObjective(),
+            val.eval_batches(cfg.eval_batches),
+            device=ctx.device,
+            all_reduce_sum=lambda t: D.all_reduce_sum(t, ctx),
+        )
+        res = {"val_loss": loss, "val_ppl": perplexity(loss)}
+        if val_bytes:
+            res["val_bpb"] = bits_per_byte(loss, val_tokens, val_bytes)
+        return res
+
+    t0 = time.perf_counter()
+    result = train(
+        model,
+        CausalLMObjective(),
+        batches,
+        cfg,
+        run_dir=out,
+        ctx=ctx,
+        evaluator=evaluator,
+        resume=ckpt,
+        extra_state={
+            "tokenizer_hash": tok.hash,
+            "model": {"arch": arch, **dataclasses.asdict(mcfg)},
+        },
+        desc=f"pretrain {arch}",
+    )
+    if ctx.is_main:
+        from ..eval.report import write_pretrain_report
+
+        samples = sample_texts(model, tok, cfg.samples, cfg.sample_tokens, seed=cfg.seed)
+        write_pretrain_report(
+            out,
+            config=cfg,
+            arch=arch,
+            model_config=mcfg,
+            n_params=n_params,
+            result=result,
+            samples=samples,
+            data_meta=train_shards.meta,
+            wall_s=time.perf_counter() - t0,
+        )
+        print0(
+            f"pretrain: step {result.step}, train loss {result.train_loss:.4f}"
+            + (f", val loss {result.val['val_loss']:.4f}" if "val_loss" in result.val else "")
+            + (f" ({result.val['val_bpb']:.3f} bits/byte)" if "val_bpb" in result.val else "")
+            + f"; run folder {out}"
+        )
+    return result
+
+
+def sample_texts(
+    model: torch.nn.Module, tok: Any, n: int, max_new_tokens: int, *, seed: int = 0
+) -> list[str]:
+    """`n` samples started from the document boundary (EOS), as the model saw documents begin."""
+    if n <= 0:
+        return []
+    from ..inference.engine import generate
+    from ..inference.sampling import SamplingConfig
+
+    start = tok.eos_id if tok.eos_id is not None else 0
+    was_training = model.training
+    model.eval()
+    # The caller's RNG is untouched: sampling draws from its own seeded generator.
+    with torch.random.fork_rng(devices=[]):
+        ids = generate(
+            model,
+            [[start]] * n,
+            SamplingConfig(
+                max_new_tokens=max_new_tokens,
+                temperature=0.8,
+                top_k=50,
+                seed=seed,
+                stop_token_ids=[start] if tok.eos_id is not None else [],
+            ),
+            pad_id=tok.pad_id if tok.pad_id is not None else 0,
+        )
+    model.train(was_training)
+    return [tok.decode(row) for row in ids]
+
+
+def config_from_run(run: str | Path) -> dict[str, Any]:
+    """The saved config.yaml of a run folder, as a dict (for `--resume` without `--config`)."""
+    from ..config import read_yaml
+
+    return read_yaml(Path(run) / CONFIG_FILE)

@@ -1,0 +1,348 @@
+"""The built-in world: determinism, formats, disjoint splits, checkers on every record, CLI."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+from pathlib import Path
+
+import pytest
+from conftest import assert_clean_error, run_lmforge
+
+from lmforge.common import LmforgeError
+from lmforge.data.world import FAMILIES, SIZES, WorldConfig, build_world, check
+from lmforge.data.world import build as build_module
+from lmforge.data.world.config import COUNT_FIELDS
+
+# A world small enough to build twice in well under a second.
+TINY = dict(
+    people=20,
+    places=5,
+    events=6,
+    pretrain_chars=60_000,
+    train_per_family=60,
+    val_per_family=10,
+    test_per_family=20,
+    dialogues_train=60,
+    dialogues_test=20,
+    preferences_train=90,
+    preferences_val=20,
+    classification_train_per_label=20,
+    classification_test_per_label=10,
+)
+
+
+def _tiny(out: Path, seed: int = 0, **kw) -> WorldConfig:
+    return WorldConfig(out=str(out), seed=seed, **{**TINY, **kw})
+
+
+def _jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def _hashes(folder: Path) -> dict[str, str]:
+    return {
+        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> Path:
+    """The default `small` world (seed 0)."""
+    out = tmp_path_factory.mktemp("world") / "small"
+    build_world(WorldConfig(out=str(out)))
+    return out
+
+
+def test_same_seed_is_byte_identical_and_other_seed_differs(tmp_path):
+    build_world(_tiny(tmp_path / "a", seed=7))
+    build_world(_tiny(tmp_path / "b", seed=7))
+    build_world(_tiny(tmp_path / "c", seed=8))
+    a, b, c = (_hashes(tmp_path / x) for x in "abc")
+    assert len(a) == 18 and a == b
+    assert set(a) == set(c)
+    # Every generated file changes with the seed (labels.json are fixed metadata).
+    differ = {k for k in a if a[k] != c[k]}
+    assert differ == {k for k in a if not k.endswith("labels.json")}
+
+
+def test_manifest_describes_every_file(world):
+    manifest = json.loads((world / "manifest.json").read_text())
+    assert manifest["generator"] == "lmforge world" and manifest["seed"] == 0
+    assert manifest["counts"] == SIZES["small"]
+    on_disk = _hashes(world)
+    on_disk.pop("manifest.json")
+    assert {k: v["sha256"] for k, v in manifest["files"].items()} == on_disk
+    train = _jsonl(world / "instructions" / "train.jsonl")
+    assert manifest["files"]["instructions/train.jsonl"]["records"] == len(train)
+    for name, info in manifest["families"].items():
+        assert info["train"] == sum(r["task"] == name for r in train)
+    assert not list(world.parent.glob(".*building*")), "temporary folder left behind"
+
+
+def test_pretrain_text_format_and_size(world):
+    raw = (world / "pretrain" / "train.txt").read_bytes()
+    text = raw.decode("utf-8")
+    assert "\r" not in text and text.endswith("\n") and not text.endswith("\n\n")
+    assert "\n\n\n" not in text, "documents are separated by exactly one blank line"
+    docs = text.rstrip("\n").split("\n\n")
+    assert all(d.strip() == d and d for d in docs)
+    assert 1_000_000 <= len(text) <= 2_000_000
+    val_docs = (world / "pretrain" / "val.txt").read_text(encoding="utf-8").rstrip("\n").split("\n\n")
+    assert len(val_docs) > 50 and not set(val_docs) & set(docs)
+
+
+def test_each_persons_facts_recur_in_pretraining_text(world):
+    """A masked LM must be able to fill 'Anna lives in [MASK].' from the text."""
+    people = json.loads((world / "world.json").read_text())["people"]
+    assert 50 <= len(people) <= 100
+    text = (world / "pretrain" / "train.txt").read_text(encoding="utf-8")
+    for p in people:
+        assert text.count(f"{p['name']} lives in {p['city']}.") >= 5, p["name"]
+        assert text.count(p["pet_name"]) >= 10, p["pet_name"]
+        assert re.search(rf"\b{p['name']}\b[^.\n]*\b{p['job']}\b", text), p["name"]
+
+
+def test_world_json_entities_are_consistent(world):
+    w = json.loads((world / "world.json").read_text())
+    names = [p["name"] for p in w["people"]]
+    pets = [p["pet_name"] for p in w["people"]]
+    cities = [c["name"] for c in w["places"]]
+    assert len(set(names)) == len(names) and len(set(pets)) == len(pets)
+    lowered = [x.lower() for x in names + pets + cities]
+    assert len(set(lowered)) == len(lowered), "people, pets and cities never share a name"
+    for p in w["people"]:
+        assert p["city"] in cities and p["friend"] in names and p["friend"] != p["name"]
+        assert 18 <= p["age"] <= 80
+    for e in w["events"]:
+        assert e["city"] in cities and set(e["attendees"]) <= set(names)
+
+
+def _user_prompts(rows: list[dict]) -> set[str]:
+    return {r["messages"][0]["content"] for r in rows}
+
+
+def test_instruction_records_follow_the_schema(world):
+    for name in ("train", "val", "test", "heldout_templates"):
+        for r in _jsonl(world / "instructions" / f"{name}.jsonl"):
+            assert [m["role"] for m in r["messages"]] == ["user", "assistant"]
+            fam = FAMILIES[r["task"]]
+            assert r["difficulty"] in fam.difficulties
+            assert r["answer_type"] in fam.answer_types
+            assert isinstance(r["answer"], str) and r["answer"]
+            if r["answer_type"] == "choice":
+                assert r["answer"] in r["choices"]
+            target = r["messages"][1]["content"]
+            if r["cot"]:
+                assert r["task"] == "word_problem"
+                assert target.splitlines()[-1] == f"Answer: {r['answer']}"
+                assert len(target.splitlines()) >= 2 + r["difficulty"] - 1
+            else:
+                assert target == r["answer"]
+
+
+def test_word_problems_come_as_cot_and_direct_pairs(world):
+    rows = [r for r in _jsonl(world / "instructions" / "test.jsonl") if r["task"] == "word_problem"]
+    by_problem: dict[str, list[dict]] = {}
+    for r in rows:
+        by_problem.setdefault(r["problem_id"], []).append(r)
+    assert len(by_problem) >= 100
+    for pair in by_problem.values():
+        assert sorted(r["cot"] for r in pair) == [False, True]
+        assert len({r["template"] for r in pair}) == 1 and len({r["answer"] for r in pair}) == 1
+
+
+def test_every_family_is_present_in_every_split(world):
+    for name in ("train", "val", "test", "heldout_templates"):
+        tasks = {r["task"] for r in _jsonl(world / "instructions" / f"{name}.jsonl")}
+        assert tasks == set(FAMILIES), name
+
+
+def test_splits_never_share_an_example(world):
+    files = {n: _jsonl(world / "instructions" / f"{n}.jsonl") for n in ("train", "val", "test")}
+    held = _jsonl(world / "instructions" / "heldout_templates.jsonl")
+    prompts = {n: _user_prompts(rows) for n, rows in files.items()}
+    prompts["heldout"] = _user_prompts(held)
+    names = list(prompts)
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            assert not prompts[a] & prompts[b], (a, b)
+    ids = {n: {r["problem_id"] for r in rows} for n, rows in files.items()}
+    assert not ids["train"] & ids["test"] and not ids["train"] & ids["val"]
+    assert not ids["val"] & ids["test"]
+    assert {r["problem_id"] for r in held} == ids["test"]
+
+
+def test_test_problems_are_not_in_train_by_content(world):
+    """Independent of problem ids: parse the problems back out of the prompts."""
+
+    def arithmetic(rows):
+        out = set()
+        for r in rows:
+            if r["task"] == "arithmetic":
+                a, b = re.findall(r"\d+", r["messages"][0]["content"])[:2]
+                out.add((r["subtask"], int(a), int(b)))
+        return out
+
+    def facts(rows):
+        out = set()
+        for r in rows:
+            if r["task"] == "facts":
+                caps = re.findall(r"\b[A-Z][a-z]+\b", r["messages"][0]["content"])
+                out.add((r["subtask"], tuple(c for c in caps if c not in ("What", "Where"))))
+        return out
+
+    train = _jsonl(world / "instructions" / "train.jsonl")
+    test = _jsonl(world / "instructions" / "test.jsonl")
+    assert arithmetic(test) and not arithmetic(test) & arithmetic(train)
+    # Same subject asked about with different templates still counts as the same problem.
+    test_subjects = {(s, frozenset(c)) for s, c in facts(test)}
+    train_subjects = {(s, frozenset(c)) for s, c in facts(train)}
+    assert test_subjects and not test_subjects & train_subjects
+    # Test arithmetic never appears in the pretraining text either.
+    text = (world / "pretrain" / "train.txt").read_text(encoding="utf-8")
+    syms = {"add": "+", "sub": "-", "mul": "*"}
+    leaked = [(s, a, b) for s, a, b in arithmetic(test) if f"\n{a} {syms[s]} {b} = " in text]
+    assert not leaked
+
+
+def test_heldout_templates_are_never_seen_in_training(world):
+    for name, fam in FAMILIES.items():
+        assert len(fam.templates) >= 3 and len(fam.heldout_templates) >= 1, name
+        assert not set(fam.templates) & set(fam.heldout_templates)
+    seen_ids = {t for f in FAMILIES.values() for t in f.templates}
+    held_ids = {t for f in FAMILIES.values() for t in f.heldout_templates}
+    for name in ("train", "val", "test"):
+        used = {r["template"] for r in _jsonl(world / "instructions" / f"{name}.jsonl")}
+        assert used <= seen_ids, name
+    held_used = {r["template"] for r in _jsonl(world / "instructions" / "heldout_templates.jsonl")}
+    assert held_used <= held_ids and len(held_used) >= 20
+
+
+def test_every_generated_answer_passes_its_checker(world):
+    for path in sorted(world.glob("instructions/*.jsonl")) + sorted(world.glob("dialogues/*.jsonl")):
+        for r in _jsonl(path):
+            assert check(r, r["messages"][-1]["content"]) == 1.0, (path.name, r)
+            assert check(r, "") == 0.0
+
+
+def test_preference_pairs_have_graded_margins(world):
+    margins = {"wrong": 1.0, "unhelpful": 0.75, "sloppy": 0.25}
+    rows = _jsonl(world / "preferences" / "train.jsonl")
+    val = _jsonl(world / "preferences" / "val.jsonl")
+    assert len(rows) == 1500 and len(val) == 200
+    assert {r["rejected_kind"] for r in rows} == set(margins)
+    for r in rows + val:
+        assert r["margin"] == margins[r["rejected_kind"]]
+        assert [m["role"] for m in r["prompt"]] == ["user"]
+        assert r["chosen"] != r["rejected"]
+        assert check(r, r["chosen"]) == 1.0
+        assert check(r, r["rejected"]) == (1.0 if r["rejected_kind"] == "sloppy" else 0.0)
+    train_prompts = {r["prompt"][0]["content"] for r in rows}
+    assert not train_prompts & {r["prompt"][0]["content"] for r in val}
+    test_ids = {r["problem_id"] for r in _jsonl(world / "instructions" / "test.jsonl")}
+    assert not test_ids & {r["problem_id"] for r in rows + val}
+
+
+def test_dialogues_depend_on_earlier_turns(world):
+    train = _jsonl(world / "dialogues" / "train.jsonl")
+    test = _jsonl(world / "dialogues" / "test.jsonl")
+    assert len(train) == 600 and len(test) == 150
+    assert not {r["problem_id"] for r in train} & {r["problem_id"] for r in test}
+    kinds = set()
+    for r in train + test:
+        roles = [m["role"] for m in r["messages"]]
+        assert roles[0] == "system" and roles[-1] == "assistant"
+        assert roles.count("user") >= 2
+        user = [m["content"] for m in r["messages"] if m["role"] == "user"]
+        # The last question alone does not contain its answer.
+        assert not re.search(rf"\b{re.escape(r['answer'])}\b", user[-1])
+        if r["subtask"] in ("pet_name", "user_name", "user_city", "list_recall"):
+            assert r["answer"] in user[0]
+        kinds.add(r["subtask"])
+    assert len(kinds) == 6
+
+
+def test_classification_sets_are_balanced_with_label_words(world):
+    for name, n_labels in (("sentiment", 2), ("topic", 4)):
+        folder = world / "classification" / name
+        labels = json.loads((folder / "labels.json").read_text())
+        assert len(labels["labels"]) == n_labels
+        assert set(labels["label_words"]) == set(labels["labels"])
+        assert "{text}" in labels["prompt"] and "{label_word}" in labels["prompt"]
+        texts = {}
+        for split, per_label in (("train", 200), ("test", 100)):
+            rows = _jsonl(folder / f"{split}.jsonl")
+            assert all(set(r) == {"text", "label"} for r in rows)
+            counts = {lab: sum(r["label"] == lab for r in rows) for lab in labels["labels"]}
+            assert set(counts.values()) == {per_label}, counts
+            texts[split] = {r["text"] for r in rows}
+            assert len(texts[split]) == len(rows)
+        assert not texts["train"] & texts["test"]
+
+
+def test_count_overrides_and_config_fields():
+    fields = {f.name for f in dataclasses.fields(WorldConfig)}
+    assert set(COUNT_FIELDS) <= fields
+    cfg = WorldConfig(out="x", size="medium", people=33)
+    assert cfg.counts()["people"] == 33
+    assert cfg.counts()["pretrain_chars"] >= 20_000_000
+    assert SIZES["large"]["pretrain_chars"] > SIZES["medium"]["pretrain_chars"]
+
+
+def test_out_folder_is_never_damaged(tmp_path, monkeypatch):
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "notes.txt").write_text("keep me")
+    for force in (False, True):
+        with pytest.raises(LmforgeError, match="precious"):
+            build_world(_tiny(precious, force=force))
+    assert (precious / "notes.txt").read_text() == "keep me"
+
+    out = tmp_path / "w"
+    build_world(_tiny(out, seed=1))
+    before = _hashes(out)
+    with pytest.raises(LmforgeError, match="--force"):
+        build_world(_tiny(out, seed=2))
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    # A build that fails half way leaves the old world as it was and no temporary folder.
+    monkeypatch.setattr(build_module, "build_classification", boom)
+    with pytest.raises(RuntimeError):
+        build_world(_tiny(out, seed=2, force=True))
+    assert _hashes(out) == before
+    assert {p.name for p in tmp_path.iterdir()} == {"precious", "w"}
+    monkeypatch.undo()
+
+    build_world(_tiny(out, seed=2, force=True))
+    assert _hashes(out) != before
+
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("x")
+    with pytest.raises(LmforgeError, match="not a folder"):
+        build_world(_tiny(a_file))
+
+
+def test_cli_builds_and_prints_a_summary(tmp_path):
+    flags = [f"--{k.replace('_', '-')}={v}" for k, v in TINY.items()]
+    r = run_lmforge("world", "--out", tmp_path / "w", "--seed", "3", *flags)
+    assert r.returncode == 0, r.stderr
+    assert "pretrain text" in r.stdout and "instructions/train.jsonl" in r.stdout
+    assert (tmp_path / "w" / "manifest.json").is_file()
+    assert_clean_error(run_lmforge("world", "--out", tmp_path / "w", *flags), "not empty", "--force")
+    assert_clean_error(run_lmforge("world", "--out", tmp_path / "x", "--size", "huge"), "size")
+    assert_clean_error(run_lmforge("world"), "out")
+    assert_clean_error(run_lmforge("world", "--out", tmp_path / "x", "--people", "2"), "people")
+
+
+@pytest.mark.slow
+def test_medium_world_has_20m_chars_of_pretraining_text(tmp_path):
+    manifest = build_world(WorldConfig(out=str(tmp_path / "m"), size="medium"))
+    assert manifest["pretrain_chars"]["train"] >= 20_000_000
+    assert manifest["files"]["instructions/train.jsonl"]["records"] >= 40_000
