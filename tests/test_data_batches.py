@@ -130,9 +130,20 @@ def test_eval_batches_are_fixed_and_cover_the_split(data):
     assert firsts == list(range(0, (1000 - 1) // 16 * 16, 16))  # every window once, in order
     assert len(list(reader.eval_batches(3))) == 3
     assert reader.step == 0  # evaluation does not move the training position
-    ranks = [BatchReader(data, "val", 2, 16, seed=0, rank=r, world_size=2) for r in range(2)]
-    per_rank = [torch.cat([x[:, 0] for x, _ in rd.eval_batches()]).tolist() for rd in ranks]
-    assert sorted(per_rank[0] + per_rank[1]) == firsts and not set(per_rank[0]) & set(per_rank[1])
+
+
+@pytest.mark.parametrize("world, kept", [(2, 62), (3, 60)])
+def test_eval_ranks_get_equal_batches_that_match_one_process(data, world, kept):
+    single = [x for x, _ in BatchReader(data, "val", 2 * world, 16, seed=0).eval_batches()]
+    ranks = []
+    for r in range(world):
+        reader = BatchReader(data, "val", 2, 16, seed=0, rank=r, world_size=world)
+        ranks.append([x for x, _ in reader.eval_batches()])
+    for step in zip(*ranks, strict=True):  # same number of batches on every rank ...
+        assert len({x.shape for x in step}) == 1  # ... and the same sizes
+    union = torch.cat([torch.cat(step) for step in zip(*ranks)])
+    assert union[:, 0].tolist() == list(range(0, kept * 16, 16))  # 62 windows; 3 ranks drop 2
+    assert torch.equal(union, torch.cat(single)[:kept])  # the one-process windows, in order
 
 
 def test_seq_len_longer_than_the_split_is_a_clear_error(data):

@@ -29,6 +29,9 @@ def test_txt_file_and_line_modes(tmp_path):
     p.write_bytes(b"one\r\ntwo\r\n\r\nthree\r\n")  # CRLF becomes \n
     assert docs(p, txt_docs="file") == [("one\ntwo\n\nthree\n", 1)]
     assert docs(p, txt_docs="line") == [("one", 1), ("two", 2), ("three", 4)]
+    p.write_bytes(b"\xef\xbb\xbfbom first\n")  # UTF-8 byte-order mark
+    assert docs(p) == [("bom first", 1)]
+    assert docs(p, txt_docs="file") == [("bom first\n", 1)]
 
 
 def test_jsonl_text_field_rows_and_nulls(tmp_path):

@@ -5,7 +5,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -80,7 +83,8 @@ def test_manifest_describes_every_file(world):
     train = _jsonl(world / "instructions" / "train.jsonl")
     assert manifest["files"]["instructions/train.jsonl"]["records"] == len(train)
     for name, info in manifest["families"].items():
-        assert info["train"] == sum(r["task"] == name for r in train)
+        assert info["records"]["train"] == sum(r["task"] == name for r in train)
+        assert info["heldout_templates"] == list(FAMILIES[name].heldout_templates)
     assert not list(world.parent.glob(".*building*")), "temporary folder left behind"
 
 
@@ -92,7 +96,9 @@ def test_pretrain_text_format_and_size(world):
     docs = text.rstrip("\n").split("\n\n")
     assert all(d.strip() == d and d for d in docs)
     assert 1_000_000 <= len(text) <= 2_000_000
-    val_docs = (world / "pretrain" / "val.txt").read_text(encoding="utf-8").rstrip("\n").split("\n\n")
+    val_docs = (
+        (world / "pretrain" / "val.txt").read_text(encoding="utf-8").rstrip("\n").split("\n\n")
+    )
     assert len(val_docs) > 50 and not set(val_docs) & set(docs)
 
 
@@ -224,7 +230,9 @@ def test_heldout_templates_are_never_seen_in_training(world):
 
 
 def test_every_generated_answer_passes_its_checker(world):
-    for path in sorted(world.glob("instructions/*.jsonl")) + sorted(world.glob("dialogues/*.jsonl")):
+    for path in sorted(world.glob("instructions/*.jsonl")) + sorted(
+        world.glob("dialogues/*.jsonl")
+    ):
         for r in _jsonl(path):
             assert check(r, r["messages"][-1]["content"]) == 1.0, (path.name, r)
             assert check(r, "") == 0.0
@@ -323,6 +331,11 @@ def test_out_folder_is_never_damaged(tmp_path, monkeypatch):
     build_world(_tiny(out, seed=2, force=True))
     assert _hashes(out) != before
 
+    with pytest.raises(LmforgeError, match="people"):
+        build_world(_tiny(tmp_path / "bad", people=2))
+    with pytest.raises(LmforgeError, match="out"):
+        build_world(WorldConfig())
+
     a_file = tmp_path / "file.txt"
     a_file.write_text("x")
     with pytest.raises(LmforgeError, match="not a folder"):
@@ -331,11 +344,22 @@ def test_out_folder_is_never_damaged(tmp_path, monkeypatch):
 
 def test_cli_builds_and_prints_a_summary(tmp_path):
     flags = [f"--{k.replace('_', '-')}={v}" for k, v in TINY.items()]
-    r = run_lmforge("world", "--out", tmp_path / "w", "--seed", "3", *flags)
+    # Another process with another hash seed builds the very same bytes.
+    r = subprocess.run(
+        [sys.executable, "-m", "lmforge", "world", "--out", str(tmp_path / "w"), "--seed", "3"]
+        + flags,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONHASHSEED": "12345"},
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr
     assert "pretrain text" in r.stdout and "instructions/train.jsonl" in r.stdout
-    assert (tmp_path / "w" / "manifest.json").is_file()
-    assert_clean_error(run_lmforge("world", "--out", tmp_path / "w", *flags), "not empty", "--force")
+    build_world(_tiny(tmp_path / "same", seed=3))
+    assert _hashes(tmp_path / "w") == _hashes(tmp_path / "same")
+    assert_clean_error(
+        run_lmforge("world", "--out", tmp_path / "w", *flags), "not empty", "--force"
+    )
     assert_clean_error(run_lmforge("world", "--out", tmp_path / "x", "--size", "huge"), "size")
     assert_clean_error(run_lmforge("world"), "out")
     assert_clean_error(run_lmforge("world", "--out", tmp_path / "x", "--people", "2"), "people")

@@ -51,7 +51,7 @@ def _swapped(answer: str) -> str:
 def test_generated_answers_pass_and_corrupted_answers_fail(small_world, family):
     examples = _examples(small_world, family)
     assert {p.difficulty for p, _ in examples} == set(FAMILIES[family].difficulties)
-    for p, r in examples:
+    for _, r in examples:
         target = r["messages"][-1]["content"]
         assert check(r, target) == 1.0, r
         assert check(r, f"Answer: {r['answer']}") == 1.0
@@ -71,7 +71,9 @@ def test_generated_answers_pass_and_corrupted_answers_fail(small_world, family):
             assert check(r, f"It is {r['answer'].upper()}.") == 1.0
         else:
             assert check(r, _swapped(r["answer"])) == 0.0
-            assert check(r, r["answer"] + (", extra" if ", " in r["answer"] else "x")) == 0.0
+            numeric = r["answer"].replace(", ", "").isdigit()
+            extra = ", 1000" if numeric else (", extra" if ", " in r["answer"] else "x")
+            assert check(r, r["answer"] + extra) == 0.0
             assert check(r, "I don't know.") == 0.0
 
 
@@ -134,7 +136,7 @@ def test_sequence_extraction_is_robust():
     assert check_answer("tac", "sequence", "cat") == 0.0
 
 
-@given(st.integers(min_value=-10**6, max_value=10**6), st.integers(min_value=1, max_value=99))
+@given(st.integers(min_value=-(10**6), max_value=10**6), st.integers(min_value=1, max_value=99))
 def test_number_checker_property(n, delta):
     assert check_answer(str(n), "number", f"Answer: {n}") == 1.0
     assert check_answer(str(n), "number", f"The result is {n}.") == 1.0

@@ -19,7 +19,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="write config.json, model.safetensors and tokenizer files for transformers",
         description="Write a folder that transformers' AutoModelForCausalLM and AutoTokenizer "
         "load: GPT-2/3 -> GPT2LMHeadModel, GPT-1 -> OpenAIGPTLMHeadModel, LLaMA -> "
-        "LlamaForCausalLM. Reads RUN/latest (or --checkpoint) and RUN/tokenizer.",
+        "LlamaForCausalLM, BERT -> BertForMaskedLM. Reads RUN/latest (or --checkpoint) and "
+        "RUN/tokenizer.",
     )
     hf.add_argument("--run", required=True, help="run folder (with latest, checkpoints/, tokenizer/)")
     hf.add_argument("--out", required=True, help="folder to write")

@@ -73,7 +73,11 @@ def register(subparsers) -> None:
     )
     _tokenizer_arg(stats)
     stats.add_argument(
-        "--input", nargs="+", action="extend", required=True, metavar="PATH",
+        "--input",
+        nargs="+",
+        action="extend",
+        required=True,
+        metavar="PATH",
         help=".txt or .jsonl files, folders or globs",
     )
     stats.add_argument("--top", type=int, default=10, help="how many tokens/merges to list")
@@ -83,7 +87,10 @@ def register(subparsers) -> None:
 
 def _tokenizer_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--tokenizer", "-t", required=True, metavar="DIR",
+        "--tokenizer",
+        "-t",
+        required=True,
+        metavar="DIR",
         help="tokenizer folder (or its tokenizer.json)",
     )
 
@@ -104,6 +111,7 @@ def _encode(args: argparse.Namespace) -> int:
 
     from lmforge.common import read_text
     from lmforge.tokenizers import Tokenizer
+    from lmforge.tokenizers.stats import display_token
 
     tok = Tokenizer.load(args.tokenizer)
     if args.text is not None:
@@ -114,7 +122,8 @@ def _encode(args: argparse.Namespace) -> int:
         text = sys.stdin.read()
     ids = tok.encode(text, bos=args.bos, eos=args.eos)
     if args.tokens:
-        print(json.dumps([tok.id_to_token(i) for i in ids], ensure_ascii=False))
+        tokens = [display_token(tok, tok.id_to_token(i) or "") for i in ids]
+        print(json.dumps(tokens, ensure_ascii=False))
     else:
         print(" ".join(map(str, ids)))
     return 0

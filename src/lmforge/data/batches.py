@@ -37,9 +37,9 @@ stays the same.
 
 Evaluation. ``eval_batches(n_batches)`` walks the non-overlapping windows
 0, T, 2T, … from the start of the split, the same windows on every call, split
-across ranks the same way; it does not move the training position. Sum loss and
-token counts locally and all-reduce them once after the loop (ranks can get
-different numbers of rows in the last step).
+across ranks the same way (every rank gets the same number and size of batches,
+so sharded forwards stay in step); it does not move the training position. Sum
+loss and token counts locally and all-reduce them once after the loop.
 """
 
 from __future__ import annotations
@@ -216,17 +216,33 @@ class BatchReader:
 
         All windows (one pass over the split) when `n_batches` is None. Deterministic:
         every call yields the same batches; the training position is not touched.
+        Every rank yields the same number of batches of the same size (DDP/FSDP
+        forwards must match across ranks): a final partial step is shared evenly,
+        which drops the last ``M mod world_size`` windows of a fully read split.
         """
-        t = self.seq_len
-        steps = -(-self.windows // self.rows)  # ceil: the last step may be partial
+        w = self.world_size
+        usable = self.windows - self.windows % w
+        if usable == 0:
+            raise LmforgeError(
+                f"{self.shards.folder} split {self.shards.split!r} has {self.windows} windows "
+                f"of seq_len {self.seq_len}, fewer than the {w} processes; lower --seq-len"
+            )
+        full, rest = divmod(usable, self.rows)
+        steps = full + (rest > 0)
         if n_batches is not None:
             steps = min(steps, n_batches)
-        first = self.rank * self.batch_size
+        return self._eval_steps(steps, full, rest // w)
+
+    def _eval_steps(
+        self, steps: int, full: int, share: int
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        b = self.batch_size
         for step in range(steps):
-            rows = step * self.rows + first + np.arange(self.batch_size)
-            rows = rows[rows < self.windows]
-            if rows.size:
-                yield self._read(rows * t)
+            if step < full:
+                rows = step * self.rows + self.rank * b + np.arange(b)
+            else:  # the last, partial step: `share` rows for every rank, in rank order
+                rows = full * self.rows + self.rank * share + np.arange(share)
+            yield self._read(rows * self.seq_len)
 
     def __repr__(self) -> str:
         return (

@@ -9,8 +9,9 @@
   - ``.txt``: UTF-8 text. How a file splits into documents is ``txt_docs``:
     ``blank-line`` (default; a run of non-blank lines is one document, so a file
     without blank lines is one document), ``file`` (the whole file) or ``line``
-    (every non-blank line). Line endings become ``\\n``; a document keeps its
-    inner newlines and indentation but not the blank lines around it.
+    (every non-blank line). Line endings become ``\\n`` and a leading byte-order
+    mark is dropped; a document keeps its inner newlines and indentation but not
+    the blank lines around it.
   - ``.jsonl``: one JSON object per line with a string ``text`` field (the field
     name is ``text_field``).
   - ``.parquet``: a ``text`` column, streamed one row group at a time.
@@ -51,6 +52,7 @@ _FORMATS_HINT = (
     "lmforge data reads .txt, .jsonl, .parquet, .arrow, a saved Hugging Face dataset folder "
     "or hf:NAME"
 )
+_BOM = "\ufeff"  # a byte-order mark that Windows editors put at the start of UTF-8 files
 # Rows fetched per Arrow read: small enough to bound memory on huge row groups.
 _ARROW_BATCH_ROWS = 4096
 
@@ -140,7 +142,7 @@ def _read_txt(path: Path, mode: str) -> Iterator[tuple[int, str]]:
     if mode == "file":
         data = path.read_bytes()
         text = _decode(data, path, lambda e: data.count(b"\n", 0, e.start) + 1)
-        text = text.replace("\r\n", "\n")
+        text = text.removeprefix(_BOM).replace("\r\n", "\n")
         if text.strip():
             yield 1, text
         return
@@ -150,6 +152,8 @@ def _read_txt(path: Path, mode: str) -> Iterator[tuple[int, str]]:
     with open(path, "rb") as f:
         for lineno, raw in enumerate(f, start=1):
             line = _decode(raw, path, lambda e, n=lineno: n).rstrip("\r\n")
+            if lineno == 1:
+                line = line.removeprefix(_BOM)
             if mode == "line":
                 if line.strip():
                     yield lineno, line

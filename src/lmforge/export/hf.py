@@ -467,15 +467,18 @@ def export_run(
     """`lmforge export hf`: the run's checkpoint and tokenizer as a transformers folder."""
     from ..models import load_model
     from ..tokenizers.base import Tokenizer
+    from .hf_bert import BertMLM, export_bert_hf
 
     weights = resolve_checkpoint(run, checkpoint)
     model = load_model(weights)
-    if not isinstance(model, GPT):
-        raise LmforgeError(f"{weights}: not a GPT/LLaMA checkpoint; use its own exporter")
+    if not isinstance(model, (GPT, BertMLM)):
+        raise LmforgeError(f"{weights}: not a GPT/LLaMA/BERT checkpoint; use its own exporter")
     tok_dir = Path(run) / "tokenizer"
     tokenizer = Tokenizer.load(tok_dir) if tok_dir.is_dir() else None
     if tokenizer is None:
         raise LmforgeError(f"{tok_dir}: no tokenizer folder; the export needs the run's tokenizer")
+    if isinstance(model, BertMLM):  # an encoder: BertForMaskedLM
+        return export_bert_hf(model, tokenizer, out, dtype=dtype, force=force)
     return export_hf(model, tokenizer, out, dtype=dtype, force=force)
 
 

@@ -85,7 +85,12 @@ def bert_to_hf_state_dict(model: BertMLM) -> dict[str, torch.Tensor]:
 
 
 def export_bert_hf(
-    model: BertMLM, tokenizer: Any | None, out: str | Path, *, force: bool = False
+    model: BertMLM,
+    tokenizer: Any | None,
+    out: str | Path,
+    *,
+    dtype: str = "float32",
+    force: bool = False,
 ) -> Path:
     """Write a ``BertForMaskedLM`` folder for `model` (and `tokenizer`, may be None) at `out`.
 
@@ -94,8 +99,10 @@ def export_bert_hf(
     """
     from safetensors.torch import save_file
 
-    from .hf import _check_out, _replace_dir
+    from .hf import DTYPES, _check_out, _replace_dir
 
+    if dtype not in DTYPES:
+        raise LmforgeError(f"dtype: got {dtype!r}; allowed: {', '.join(DTYPES)}")
     model = getattr(model, "_orig_mod", model)
     if not isinstance(model, BertMLM):
         raise LmforgeError(
@@ -126,31 +133,14 @@ def export_bert_hf(
                 conf["mask_token"] = tokenizer.id_to_token(mask_id)
                 atomic_write_text(conf_file, json.dumps(conf, indent=2, ensure_ascii=False))
         config = bert_hf_config(cfg, tokenizer)
+        config["dtype"] = dtype
         atomic_write_text(tmp / "config.json", json.dumps(config, indent=2) + "\n")
-        save_file(
-            bert_to_hf_state_dict(model), str(tmp / "model.safetensors"), metadata={"format": "pt"}
-        )
+        target = getattr(torch, dtype)
+        tensors = {k: v.to(target) for k, v in bert_to_hf_state_dict(model).items()}
+        save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": "pt"})
         out.parent.mkdir(parents=True, exist_ok=True)
         _replace_dir(tmp, out)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
     return out
-
-
-def export_bert_run(
-    run: str | Path, out: str | Path, *, checkpoint: str | None = None, force: bool = False
-) -> Path:
-    """A BERT run's checkpoint (RUN/latest unless named) and tokenizer as a transformers folder."""
-    from ..models import load_model
-    from ..tokenizers.base import Tokenizer
-    from .hf import resolve_checkpoint
-
-    weights = resolve_checkpoint(run, checkpoint)
-    model = load_model(weights)
-    if not isinstance(model, BertMLM):
-        raise LmforgeError(f"{weights}: not a BERT checkpoint")
-    tok_dir = Path(run) / "tokenizer"
-    if not tok_dir.is_dir():
-        raise LmforgeError(f"{tok_dir}: no tokenizer folder; the export needs the run's tokenizer")
-    return export_bert_hf(model, Tokenizer.load(tok_dir), out, force=force)

@@ -13,7 +13,9 @@ exported model gives the same logits.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -172,3 +174,69 @@ class BertMLM(nn.Module):
                 logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1), ignore_index=-100
             )
         return logits, loss
+
+
+# --- fill-mask -------------------------------------------------------------------
+
+# What users type for a blank; the tokenizer's own mask token (<|mask|>) works too.
+MASK_LITERAL = "[MASK]"
+
+
+def encode_with_masks(tokenizer: Any, text: str) -> list[int]:
+    """Token ids of `text` with each ``[MASK]`` as the tokenizer's mask id, framed by EOS.
+
+    The text is framed by EOS on both sides because pretraining streams are
+    ``doc EOS doc EOS ...``: that is how the model saw a document start and end.
+    A space just before a blank is dropped (except for character tokenizers):
+    BPE and unigram pieces carry their leading space, so the blank stands for
+    " paris", and a lone space token in front of it would be text never seen.
+    """
+    mask_id = tokenizer.mask_id
+    if mask_id is None:
+        raise LmforgeError(
+            "the tokenizer has no <|mask|> token; this is not a masked-LM run's tokenizer"
+        )
+    mask_token = tokenizer.id_to_token(mask_id)
+    pieces = re.split(f"{re.escape(MASK_LITERAL)}|{re.escape(mask_token)}", text)
+    if len(pieces) == 1:
+        raise LmforgeError(f"no {MASK_LITERAL} in the text; write e.g. 'ann lives in [MASK].'")
+    keep_space = getattr(tokenizer, "kind", "") == "char"
+    ids: list[int] = []
+    for i, piece in enumerate(pieces):
+        if i > 0:
+            ids.append(mask_id)
+        if i < len(pieces) - 1 and not keep_space:
+            piece = piece.rstrip(" ")
+        ids.extend(tokenizer.encode(piece))
+    eos = tokenizer.eos_id
+    return [eos, *ids, eos] if eos is not None else ids
+
+
+@torch.no_grad()
+def fill_mask(
+    model: BertMLM, tokenizer: Any, text: str, top_k: int = 5
+) -> tuple[list[int], list[list[tuple[int, float]]]]:
+    """(input ids, for each blank in order its `top_k` (token id, probability) pairs)."""
+    if top_k < 1:
+        raise LmforgeError(f"top-k must be at least 1, got {top_k}")
+    ids = encode_with_masks(tokenizer, text)
+    device = model.wte.weight.device
+    x = torch.tensor([ids], dtype=torch.long, device=device)  # (1, T)
+    was_training = model.training
+    model.eval()
+    try:
+        logits, _ = model(x)  # (1, T, V)
+    finally:
+        model.train(was_training)
+    positions = (x[0] == tokenizer.mask_id).nonzero().squeeze(1).tolist()
+    probs = logits[0, positions].float().softmax(-1)  # (n_masks, V)
+    # A blank is filled with an ordinary token, never a special one.
+    probs[:, sorted(_special_ids(tokenizer, probs.shape[-1]))] = 0.0
+    top = probs.topk(min(top_k, probs.shape[-1]), dim=-1)
+    return ids, [list(zip(i.tolist(), p.tolist())) for i, p in zip(top.indices, top.values)]
+
+
+def _special_ids(tokenizer: Any, vocab_size: int) -> set[int]:
+    roles = ("pad", "bos", "eos", "unk", "system", "user", "assistant", "end", "mask")
+    found = {tokenizer.special_id(r) for r in roles}
+    return {i for i in found if i is not None and i < vocab_size}

@@ -182,23 +182,24 @@ class Attention(nn.Module):
         self.proj = nn.Linear(cfg.d_model, cfg.d_model, bias=cfg.bias)
 
     def forward(self, x, cos, sin, kv, start: int, mask, is_causal: bool) -> torch.Tensor:
+        # narrow/split/view rather than [..] indexing: at batch 1 a decode step is
+        # dispatch-bound, and these are the cheapest way to take views.
         B, T, C = x.shape
         H, Hkv = self.n_head, self.n_kv_head
         qkv = self.qkv(x).view(B, T, H + 2 * Hkv, self.head_dim)  # (B, T, H+2Hkv, hd)
         if self.rope:
             # Rotate q and k together: one set of ops for both.
-            qk = apply_rope(qkv[:, :, : H + Hkv], cos, sin)  # (B, T, H+Hkv, hd)
-            q, k = qk[:, :, :H], qk[:, :, H:]
+            qk = apply_rope(qkv.narrow(2, 0, H + Hkv), cos, sin)  # (B, T, H+Hkv, hd)
+            q, k = qk.split((H, Hkv), dim=2)
+            v = qkv.narrow(2, H + Hkv, Hkv)
         else:
-            q, k = qkv[:, :, :H], qkv[:, :, H : H + Hkv]
-        v = qkv[:, :, H + Hkv :]
+            q, k, v = qkv.split((H, Hkv, Hkv), dim=2)
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, h, T, hd)
         if kv is not None:
             k_cache, v_cache = kv  # (B, Hkv, max_T, hd), written in place
-            end = start + T
-            k_cache[:, :, start:end] = k
-            v_cache[:, :, start:end] = v
-            k, v = k_cache[:, :, :end], v_cache[:, :, :end]
+            k_cache.narrow(2, start, T).copy_(k)
+            v_cache.narrow(2, start, T).copy_(v)
+            k, v = k_cache.narrow(2, 0, start + T), v_cache.narrow(2, 0, start + T)
         y = F.scaled_dot_product_attention(
             q,
             k,
@@ -274,8 +275,9 @@ class GPT(nn.Module):
             self.lm_head.weight = self.tok_emb.weight
         if cfg.pos == "rope":
             cos, sin = rope_tables(cfg.head_dim, cfg.block_size, cfg.rope_theta)
-            self.register_buffer("rope_cos", cos, persistent=False)  # (block_size, hd)
-            self.register_buffer("rope_sin", sin, persistent=False)
+            # (block_size, 1, hd): a slice broadcasts over heads as it is.
+            self.register_buffer("rope_cos", cos[:, None], persistent=False)
+            self.register_buffer("rope_sin", sin[:, None], persistent=False)
         else:
             self.rope_cos = self.rope_sin = None
         self.reset_parameters()
@@ -357,15 +359,15 @@ class GPT(nn.Module):
         cos = sin = None
         if self.pos_emb is not None:
             if positions is None:
-                x = x + self.pos_emb.weight[start : start + T]  # (T, C) broadcast
+                x = x + self.pos_emb.weight.narrow(0, start, T)  # (T, C) broadcast
             else:
                 x = x + self.pos_emb(positions)  # (B, T, C)
         elif positions is None:
-            cos = self.rope_cos[start : start + T, None]  # (T, 1, hd)
-            sin = self.rope_sin[start : start + T, None]
+            cos = self.rope_cos.narrow(0, start, T)  # (T, 1, hd)
+            sin = self.rope_sin.narrow(0, start, T)
         else:
-            cos = self.rope_cos[positions].unsqueeze(2)  # (B, T, 1, hd)
-            sin = self.rope_sin[positions].unsqueeze(2)
+            cos = self.rope_cos[positions]  # (B, T, 1, hd)
+            sin = self.rope_sin[positions]
         if self.drop is not None:
             x = self.drop(x)
         is_causal = mask is None and start == 0 and T > 1
@@ -374,8 +376,8 @@ class GPT(nn.Module):
             x = block(x, cos, sin, layers[i] if layers is not None else None, start, mask, is_causal)
         if kv_cache is not None:
             kv_cache.pos = start + T
-        if last_only:
-            x = x[:, -1:]
+        if last_only and T > 1:
+            x = x.narrow(1, T - 1, 1)
         if self.norm_f is not None:
             x = self.norm_f(x)
         logits = self.lm_head(x)  # (B, T, V)

@@ -11,8 +11,10 @@ gives them, which changes no score. Every format error names ``FILE:LINE``.
 
 from __future__ import annotations
 
+import gc
 import gzip
 import io
+import itertools
 import json
 import math
 import os
@@ -33,16 +35,16 @@ LOG_ZERO = -99.0  # how ARPA files write log10(0)
 MISSING_UNK_LOGP = -100.0  # KenLM's choice when an ARPA file has no <unk>
 
 
-def _open_text(path: Path, mode: str) -> TextIO:
-    if path.name.endswith(".gz"):
+def _open_text(path: Path, mode: str, gz: bool | None = None) -> TextIO:
+    if path.name.endswith(".gz") if gz is None else gz:
         return io.TextIOWrapper(gzip.open(path, mode + "b"), encoding="utf-8")  # type: ignore[arg-type]
     return open(path, mode, encoding="utf-8")
 
 
 def _fmt(values: np.ndarray) -> list[str]:
-    finite = np.where(np.isfinite(values), values, LOG_ZERO)
-    finite = np.maximum(finite, LOG_ZERO)
-    return [f"{v:.7g}" for v in finite.tolist()]
+    """Nine significant digits: enough to round-trip a float32 exactly (KenLM reads float32)."""
+    finite = np.maximum(np.where(np.isfinite(values), values, LOG_ZERO), LOG_ZERO)
+    return [f"{v:.9g}" for v in finite.astype(np.float32).tolist()]
 
 
 # ---------------------------------------------------------------------------
@@ -67,7 +69,7 @@ def write_arpa(model: NgramModel, path: str | Path) -> Path:
     }
     counts = model.ngram_counts()
     try:
-        with _open_text(tmp, "w") as f:
+        with _open_text(tmp, "w", gz=p.name.endswith(".gz")) as f:
             f.write(META_PREFIX + json.dumps(meta, ensure_ascii=False) + "\n")
             f.write("\\data\\\n")
             for n, c in enumerate(counts, start=1):
@@ -117,21 +119,18 @@ class _Lines:
     def error(self, message: str, line: int | None = None) -> LmforgeError:
         return LmforgeError(f"{self.path}:{self.number if line is None else line}: {message}")
 
+    def take(self, k: int) -> tuple[list[str], int]:
+        """Up to k raw lines at C speed, and the number of the first one."""
+        block = list(itertools.islice(self._it, k))
+        first = self.number + 1
+        self.number += len(block)
+        return block, first
+
     def next_nonblank(self) -> str | None:
         for line in self:
             if line.strip():
                 return line
         return None
-
-
-def _parse_float(lines: _Lines, text: str, what: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise lines.error(f"{what} {text!r} is not a number") from None
-    if math.isnan(v):
-        raise lines.error(f"{what} is NaN")
-    return v
 
 
 def _read_header(lines: _Lines) -> tuple[list[int], dict[str, Any]]:
@@ -170,31 +169,54 @@ def _read_header(lines: _Lines) -> tuple[list[int], dict[str, Any]]:
     return sizes, meta
 
 
+def _floats(lines: _Lines, texts: list[str], first: list[int], what: str) -> np.ndarray:
+    """Parse many numbers at once; on failure, name the first bad line."""
+    try:
+        values = np.array(texts, dtype=np.float64)
+    except ValueError:
+        values = None
+    if values is None or np.isnan(values).any():
+        for text, line in zip(texts, first):
+            try:
+                v = float(text)
+            except ValueError:
+                raise lines.error(f"{what} {text!r} is not a number", line) from None
+            if math.isnan(v):
+                raise lines.error(f"{what} is NaN", line)
+    return values
+
+
 def _read_section(lines: _Lines, n: int, size: int, order: int):
     header = lines.next_nonblank()
-    if header is None or header.strip() != f"\\{n}-grams:":
+    if header is None:
+        raise lines.error(f"expected '\\{n}-grams:' but the file ends")
+    if header.strip() != f"\\{n}-grams:":
         raise lines.error(f"expected '\\{n}-grams:', got {header!r}")
-    grams: list[list[str]] = []
-    logp = np.empty(size, dtype=np.float64)
-    logbo = np.zeros(size, dtype=np.float64)
-    line_no = np.empty(size, dtype=np.int64)
-    for i in range(size):
-        line = next(lines, None)
-        if line is None or not line.strip() or line.startswith("\\"):
-            raise lines.error(f"expected {size} {n}-grams, found {i}")
-        parts = line.split()
-        if len(parts) not in (n + 1, n + 2) or (n == order and len(parts) != n + 1):
-            want = f"log10 p, {n} word(s)" + (", optional backoff" if n < order else "")
-            raise lines.error(f"expected {want}; got {len(parts)} fields")
-        p = _parse_float(lines, parts[0], "probability")
-        if p > 0:
-            raise lines.error(f"log10 probability {p} is above 0")
-        logp[i] = p
-        if len(parts) == n + 2:
-            logbo[i] = _parse_float(lines, parts[-1], "backoff")
-        grams.append(parts[1 : n + 1])
-        line_no[i] = lines.number
-    return grams, logp, logbo, line_no
+    block, first = lines.take(size)
+    parts = list(map(str.split, block))
+    lens = np.fromiter(map(len, parts), dtype=np.int64, count=len(parts))
+    ok = (lens == n + 1) | ((lens == n + 2) & (n < order))
+    if not ok.all():
+        i = int(np.flatnonzero(~ok)[0])
+        if lens[i] == 0 or parts[i][0].startswith("\\"):  # blank or the next section
+            raise lines.error(f"expected {size} {n}-grams, found {i}", first + i)
+        want = f"log10 p, {n} word(s)" + (", optional backoff" if n < order else "")
+        raise lines.error(f"expected {want}; got {lens[i]} fields", first + i)
+    if len(block) < size:
+        raise lines.error(f"expected {size} {n}-grams, found {len(block)} before the file ends")
+    line_no = first + np.arange(size, dtype=np.int64)
+    logp = _floats(lines, [p[0] for p in parts], line_no.tolist(), "probability")
+    if (logp > 0).any():
+        i = int(np.flatnonzero(logp > 0)[0])
+        raise lines.error(f"log10 probability {logp[i]:g} is above 0", first + i)
+    logbo = np.zeros(size, dtype=np.float32)
+    with_bo = np.flatnonzero(lens == n + 2).tolist()
+    if with_bo:
+        logbo[with_bo] = _floats(
+            lines, [parts[i][-1] for i in with_bo], [first + i for i in with_bo], "backoff"
+        )
+    grams = [p[1 : n + 1] for p in parts]
+    return grams, logp.astype(np.float32), logbo, line_no
 
 
 def read_arpa(path: str | Path) -> NgramModel:
@@ -202,6 +224,18 @@ def read_arpa(path: str | Path) -> NgramModel:
     p = Path(path)
     if not p.is_file():
         raise LmforgeError(f"{p}: no such file")
+    # Parsing makes millions of small lists: pausing the cyclic garbage collector
+    # (nothing here forms cycles) more than halves the time.
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _read_arpa(p)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+
+
+def _read_arpa(p: Path) -> NgramModel:
     try:
         with _open_text(p, "r") as f:
             lines = _Lines(p, f)
@@ -213,7 +247,9 @@ def read_arpa(path: str | Path) -> NgramModel:
                     sections.append(_read_section(lines, n, sizes[n - 1], order))
                     bar.update(sizes[n - 1])
             tail = lines.next_nonblank()
-            if tail is None or tail.strip() != "\\end\\":
+            if tail is None:
+                raise lines.error("expected '\\end\\' but the file ends")
+            if tail.strip() != "\\end\\":
                 raise lines.error(f"expected '\\end\\', got {tail!r}")
     except UnicodeDecodeError as e:
         raise LmforgeError(f"{p}: is not UTF-8 text (invalid byte at offset {e.start})") from None
@@ -237,8 +273,8 @@ def _build(path: Path, sections, meta: dict[str, Any]) -> NgramModel:
     ordered = [*SPECIALS, *(w for w in words if w not in SPECIALS)]
     vocab = Vocab(ordered)
     V = len(vocab)
-    logp1 = np.full(V, MISSING_UNK_LOGP)
-    logbo1 = np.zeros(V)
+    logp1 = np.full(V, MISSING_UNK_LOGP, dtype=np.float32)
+    logbo1 = np.zeros(V, dtype=np.float32)
     ids = np.array([vocab.index[w] for w in words], dtype=np.int64)
     logp1[ids], logbo1[ids] = uni_logp, uni_logbo
     logp1[BOS_ID] = -np.inf
@@ -247,7 +283,8 @@ def _build(path: Path, sections, meta: dict[str, Any]) -> NgramModel:
     get = vocab.index.get
     for n in range(2, order + 1):
         grams, lp, lb, ln = sections[n - 1]
-        r = np.array([get(w, -1) for g in grams for w in g], dtype=np.int64).reshape(len(grams), n)
+        flat = map(get, itertools.chain.from_iterable(grams), itertools.repeat(-1))
+        r = np.fromiter(flat, dtype=np.int64, count=len(grams) * n).reshape(len(grams), n)
         if (r < 0).any():
             i = int(np.flatnonzero((r < 0).any(axis=1))[0])
             unknown = next(w for w in grams[i] if w not in vocab.index)
@@ -295,8 +332,8 @@ class _Order:
     def add(self, rows: np.ndarray) -> None:
         k = len(rows)
         self.rows = np.concatenate([self.rows, rows])
-        self.logp = np.concatenate([self.logp, np.full(k, np.nan)])
-        self.logbo = np.concatenate([self.logbo, np.zeros(k)])
+        self.logp = np.concatenate([self.logp, np.full(k, np.nan, dtype=np.float32)])
+        self.logbo = np.concatenate([self.logbo, np.zeros(k, dtype=np.float32)])
         self.lines = np.concatenate([self.lines, np.zeros(k, dtype=np.int64)])
         self.inserted = np.concatenate([self.inserted, np.ones(k, dtype=bool)])
 

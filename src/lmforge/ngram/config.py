@@ -43,13 +43,36 @@ class NgramConfig:
         if self.prune:
             if len(self.prune) > self.order:
                 raise ConfigError(
-                    "prune", f"{len(self.prune)} thresholds for order {self.order}; give at most one per order"
+                    "prune",
+                    f"{len(self.prune)} thresholds for order {self.order}; give at most one per order",
                 )
             if any(t < 0 for t in self.prune):
                 raise ConfigError("prune", f"thresholds must be >= 0, got {self.prune}")
             if self.prune[0] != 0:
-                raise ConfigError("prune", "unigrams cannot be pruned: the first threshold must be 0")
+                raise ConfigError(
+                    "prune", "unigrams cannot be pruned: the first threshold must be 0"
+                )
             if any(b < a for a, b in zip(self.prune, self.prune[1:])):
                 raise ConfigError("prune", f"thresholds must be non-decreasing, got {self.prune}")
         if not self.tokenizer:
             raise ConfigError("tokenizer", "may not be empty; use default, whitespace or a folder")
+
+
+@dataclass
+class SampleConfig:
+    n: int = field_(5, help="how many sentences to sample", min=1)
+    temperature: float = field_(
+        1.0, help="1 samples the model; <1 sharpens, >1 flattens, 0 is greedy", min=0.0
+    )
+    seed: int = field_(0, help="random seed (same seed, same sentences)")
+    max_tokens: int = field_(50, help="stop a sentence after this many words", min=1)
+    prefix: str = field_("", help="text every sentence starts with")
+    allow_unk: bool = field_(False, help="let <unk> be sampled")
+
+
+@dataclass
+class SuggestConfig:
+    k: int = field_(5, help="how many suggestions to show", min=1, max=100)
+    line_mode: bool = field_(
+        False, help="read whole lines even on a terminal (one suggestion line per input line)"
+    )

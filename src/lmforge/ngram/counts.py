@@ -72,31 +72,47 @@ def trie_rows(keys: list[np.ndarray], vocab_size: int, n: int) -> np.ndarray:
 
 def count_ngrams(corpus: Corpus, order: int, vocab_size: int) -> NgramCounts:
     """Count all n-grams of orders 1..`order` of `corpus` (see NgramCounts)."""
-    stream = corpus.stream.astype(np.int64)
+    stream = corpus.stream
     total = len(stream)
-    remaining = corpus.remaining()
+    remaining = corpus.remaining().astype(np.int32)
     keys = [np.arange(vocab_size, dtype=np.int64)]
     counts = [np.bincount(stream, minlength=vocab_size).astype(np.int64)]
     suffix: list[np.ndarray | None] = [None]
     # index_prev[p]: index (in the previous order's table) of the n-gram starting at p.
+    # int32 positions and indices: half the memory of int64 on the large arrays.
     index_prev = stream
     with progress(total=order, desc="counting", unit="order") as bar:
         bar.update(1)
         for n in range(2, order + 1):
-            pos = np.flatnonzero(remaining >= n - 1)  # windows of n tokens inside a sentence
-            key = index_prev[pos] * vocab_size + stream[pos + n - 1]
-            uniq, first, inverse, cnt = np.unique(
-                key, return_index=True, return_inverse=True, return_counts=True
-            )
+            pos = np.flatnonzero(remaining >= n - 1).astype(np.int32)  # n tokens fit here
+            key = index_prev[pos].astype(np.int64) * vocab_size + stream[pos + n - 1]
+            uniq, first, inverse, cnt = _group(key)
+            del key
             keys.append(uniq)
             counts.append(cnt.astype(np.int64))
             # The n-gram without its first word starts one position later.
-            suffix.append(index_prev[pos[first] + 1])
-            index_cur = np.full(total, -1, dtype=np.int64)
+            suffix.append(index_prev[pos[first] + 1].astype(np.int64))
+            index_cur = np.full(total, -1, dtype=np.int32)
             index_cur[pos] = inverse.reshape(-1)
+            del inverse, first, pos
             index_prev = index_cur
             bar.update(1)
     return NgramCounts(vocab_size, keys, counts, suffix, corpus.n_sentences)
+
+
+def _group(key: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Like np.unique(key, return_index, return_inverse, return_counts), ~3x faster:
+    an unstable argsort suffices because any occurrence serves as `first`."""
+    perm = np.argsort(key)
+    ordered = key[perm]
+    starts_flag = np.empty(len(ordered), dtype=bool)
+    starts_flag[:1] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=starts_flag[1:])
+    starts = np.flatnonzero(starts_flag)
+    counts = np.diff(np.append(starts, len(ordered)))
+    inverse = np.empty(len(ordered), dtype=np.int32)
+    inverse[perm] = np.cumsum(starts_flag, dtype=np.int32) - 1
+    return ordered[starts], perm[starts], inverse, counts
 
 
 def continuation_counts(counts: NgramCounts, n: int) -> np.ndarray:

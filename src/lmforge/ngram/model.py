@@ -49,6 +49,7 @@ class NgramModel:
         self.meta = dict(meta or {})
         self.unlisted_logbo = float(unlisted_logbo)
         self._unigram_rank: np.ndarray | None = None
+        self._unigram_position: np.ndarray | None = None
 
     # -- basic facts ----------------------------------------------------------
     @property
@@ -159,7 +160,7 @@ class NgramModel:
         overrides its own continuations.
         """
         ctx = list(context)[-(self.order - 1) :] if self.order > 1 else []
-        lp = self.logp[0].copy()
+        lp = self.logp[0].astype(np.float64)
         if not ctx:
             return lp
         cidx = self.context_indices(np.asarray([ctx], dtype=np.int64))
@@ -178,6 +179,14 @@ class NgramModel:
         if self._unigram_rank is None:
             self._unigram_rank = np.lexsort((np.arange(self.vocab_size), -self.logp[0]))
         return self._unigram_rank
+
+    def unigram_position(self) -> np.ndarray:
+        """Position of each word id in `unigram_rank()` (its inverse permutation); cached."""
+        if self._unigram_position is None:
+            pos = np.empty(self.vocab_size, dtype=np.int64)
+            pos[self.unigram_rank()] = np.arange(self.vocab_size)
+            self._unigram_position = pos
+        return self._unigram_position
 
     # -- files ----------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
@@ -232,7 +241,7 @@ class NgramModel:
             except (KeyError, ValueError, json.JSONDecodeError, zipfile.BadZipFile) as e:
                 raise LmforgeError(f"{p}: damaged lmforge n-gram model ({e}); retrain it") from None
         if any(len(logp[n]) != len(keys[n]) for n in range(order)):
-            raise LmforgeError(f"{p}: damaged lmforge n-gram model (table sizes differ); retrain it")
+            raise LmforgeError(
+                f"{p}: damaged lmforge n-gram model (table sizes differ); retrain it"
+            )
         return cls(vocab, keys, logp, logbo, meta, unlisted)
-
-

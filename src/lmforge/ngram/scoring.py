@@ -84,7 +84,9 @@ def score_corpus(model: NgramModel, corpus: Corpus) -> Scores:
             logp[lo : lo + CHUNK], order[lo : lo + CHUNK] = model.logprob(ctx, corpus.stream[pos])
             bar.update(len(pos))
     sentence = np.repeat(np.arange(corpus.n_sentences), np.diff(corpus.starts))[positions]
-    return Scores(logp, order, corpus.stream[positions].astype(np.int64), sentence, corpus.n_sentences)
+    return Scores(
+        logp, order, corpus.stream[positions].astype(np.int64), sentence, corpus.n_sentences
+    )
 
 
 def score_sentences(model: NgramModel, sentences: Iterable[list[str]]) -> Scores:
@@ -132,7 +134,7 @@ def token_breakdown(model: NgramModel, scores: Scores, sentences: list[list[str]
 
 def underflow_demo(scores: Scores) -> list[str]:
     """Lines showing that the raw product of the probabilities underflows, the log sum not."""
-    probs = 10.0 ** scores.logp
+    probs = 10.0**scores.logp
     product = np.cumprod(probs)  # float64, like any naive implementation
     zero_at = np.flatnonzero(product == 0.0)
     total = scores.total

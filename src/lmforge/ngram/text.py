@@ -54,7 +54,9 @@ def input_files(inputs: Iterable[str | Path]) -> list[Path]:
     return [check_text_file(f) for f in files]
 
 
-def iter_sentences(files: Iterable[Path], tokenize: Tokenize, desc: str = "reading") -> Iterator[list[str]]:
+def iter_sentences(
+    files: Iterable[Path], tokenize: Tokenize, desc: str = "reading"
+) -> Iterator[list[str]]:
     """Yield the token list of every non-blank line of `files`, with a progress bar in bytes."""
     files = list(files)
     total = sum(f.stat().st_size for f in files)
@@ -125,7 +127,7 @@ def read_training_corpus(
     Returns the corpus, the vocabulary and statistics for the model's metadata.
     """
     first_id: dict[str, int] = {UNK: 0, BOS: 1, EOS: 2}
-    setdefault = first_id.setdefault
+    get = first_id.get
     ids = array("i")
     lengths = array("q")
     dropped_specials = 0
@@ -136,11 +138,18 @@ def read_training_corpus(
             dropped_specials += n - len(tokens)
             if not tokens:
                 continue
-        ids.extend([setdefault(t, len(first_id)) for t in tokens])
+        line_ids = list(map(get, tokens))  # C speed; a new word shows up as None
+        if None in line_ids:
+            for i, t in enumerate(tokens):
+                if line_ids[i] is None:
+                    line_ids[i] = first_id.setdefault(t, len(first_id))
+        ids.extend(line_ids)
         lengths.append(len(tokens))
     if not lengths:
         names = ", ".join(str(f) for f in files)
-        raise LmforgeError(f"{names}: no sentences found (every line is blank); nothing to train on")
+        raise LmforgeError(
+            f"{names}: no sentences found (every line is blank); nothing to train on"
+        )
     prov = np.frombuffer(ids, dtype=np.int32)
     counts = np.bincount(prov, minlength=len(first_id))
     words = list(first_id)

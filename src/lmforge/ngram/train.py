@@ -7,6 +7,8 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
+import numpy as np
+
 from ..config import to_dict
 from .config import NgramConfig
 from .counts import NgramCounts, count_ngrams
@@ -57,6 +59,10 @@ def model_from_counts(counts: NgramCounts, vocab: Vocab, cfg: NgramConfig) -> Ng
         keys, _ = compact_keys(counts.keys, counts.vocab_size, keep)
         logp = [p if m is None else p[m] for p, m in zip(logp, keep)]
         logbo = [b if m is None else b[m] for b, m in zip(logbo, keep)]
+    # Stored as float32, as KenLM stores them: half the memory, and an ARPA file holds
+    # exactly the values lmforge scores with, so KenLM and lmforge agree to rounding.
+    logp = [p.astype(np.float32) for p in logp]
+    logbo = [b.astype(np.float32) for b in logbo]
     meta = {
         "format": FORMAT,
         "order": cfg.order,

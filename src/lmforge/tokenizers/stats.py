@@ -96,11 +96,12 @@ def _byte_decoder() -> dict[str, int]:
 
 
 def display_token(tok: Tokenizer, token: str) -> str:
-    """A token as the text it stands for (byte-level BPE tokens decoded to characters)."""
+    """A token as the text it stands for: byte-level BPE tokens are decoded to characters,
+    with bytes that are only part of a character shown as `\\xNN`."""
     if tok.kind == "bpe":
         table = _byte_decoder()
         if all(ch in table for ch in token):
-            return bytes(table[ch] for ch in token).decode("utf-8", errors="replace")
+            return bytes(table[ch] for ch in token).decode("utf-8", errors="backslashreplace")
     return token
 
 
@@ -109,8 +110,10 @@ def vocabulary_summary(tok: Tokenizer, top: int = 10) -> dict[str, Any]:
     / most frequent tokens (word, char)."""
     n_special = len(SPECIAL_TOKENS)
     ids = range(n_special, tok.vocab_size)
-    shown = {i: display_token(tok, tok.id_to_token(i) or "") for i in ids}
-    longest = sorted(shown, key=lambda i: (-len(shown[i]), i))[:top]
+    raw = {i: tok.id_to_token(i) or "" for i in ids}
+    shown = {i: display_token(tok, t) for i, t in raw.items()}
+    # Length in the model's own units: bytes for bpe, characters otherwise.
+    longest = sorted(raw, key=lambda i: (-len(raw[i]), i))[:top]
     out: dict[str, Any] = {
         "kind": tok.kind,
         "vocab_size": tok.vocab_size,
@@ -156,15 +159,19 @@ def format_stats(summary: dict[str, Any], rows: list[TextStats]) -> str:
     lines.append("")
 
     def show(tokens: list[str]) -> str:
-        return "  ".join(json.dumps(t, ensure_ascii=False) for t in tokens)
+        return "  ".join(_quote(t) for t in tokens)
 
     lines.append(f"longest tokens: {show(summary['longest_tokens'])}")
     if "top_merges" in summary:
-        merges = [f"{json.dumps(a, ensure_ascii=False)}+{json.dumps(b, ensure_ascii=False)}"
-                  for a, b in summary["top_merges"]]
+        merges = [f"{_quote(a)}+{_quote(b)}" for a, b in summary["top_merges"]]
         lines.append(f"top merges: {'  '.join(merges)}")
     if "top_pieces" in summary:
         lines.append(f"top pieces: {show(summary['top_pieces'])}")
     if "most_frequent" in summary:
         lines.append(f"most frequent: {show(summary['most_frequent'])}")
     return "\n".join(lines)
+
+
+def _quote(token: str) -> str:
+    """A token in double quotes with control characters escaped (\\xNN byte marks kept as is)."""
+    return json.dumps(token, ensure_ascii=False).replace("\\\\", "\\")

@@ -39,7 +39,9 @@ class TokenizerConfig:
         help="word: whole words; char: characters; bpe: byte-level BPE (GPT-2); "
         "unigram: SentencePiece-style unigram LM",
     )
-    vocab_size: int = field_(4096, min=1, max=10_000_000, help="ids in all, special tokens included")
+    vocab_size: int = field_(
+        4096, min=1, max=10_000_000, help="ids in all, special tokens included"
+    )
     min_frequency: int = field_(
         2,
         min=1,
@@ -51,7 +53,8 @@ class TokenizerConfig:
         None, help="lowercase the text first (unset: on for word, off for the others)"
     )
     stop_words: str = field_(
-        "none", help="word: drop these words: none, english, russian, or a file with one word a line"
+        "none",
+        help="word: drop these words: none, english, russian, or a file with one word a line",
     )
     base_form: str = field_(
         "none",

@@ -124,10 +124,10 @@ def unigram_from_sentencepiece(model_proto: bytes, cfg: TokenizerConfig) -> Toke
     normal = [sp.get_score(i) for i in range(1, n) if not sp.is_byte(i)]
     # Byte and special pieces are never chosen by sentencepiece's Viterbi; give
     # them a score far below any path of normal pieces so `tokenizers` agrees.
-    never = min([*normal, -1.0]) * 100.0 - 100.0
+    never = _exact(min([*normal, -1.0]) * 100.0 - 100.0)
     vocab = [(t, never) for t in SPECIAL_TOKENS]
     for i in range(1, n):
-        vocab.append((sp.id_to_piece(i), never if sp.is_byte(i) else sp.get_score(i)))
+        vocab.append((sp.id_to_piece(i), never if sp.is_byte(i) else _exact(sp.get_score(i))))
     engine = HFTokenizer(models.Unigram(vocab, unk_id=UNK_ID, byte_fallback=True))
     norm_steps: list[Any] = [normalizers.Lowercase()] if cfg.lowercase_on else []
     norm_steps += [normalizers.Prepend(META_SPACE), normalizers.Replace(" ", META_SPACE)]
@@ -144,6 +144,16 @@ def unigram_from_sentencepiece(model_proto: bytes, cfg: TokenizerConfig) -> Toke
     )
     engine.add_special_tokens(special_added_tokens())
     return Tokenizer(engine, "unigram")
+
+
+def _exact(score: float) -> float:
+    """A float32 score as the shortest decimal that names it.
+
+    Its JSON text then reads back as the same float64, so a saved and reloaded
+    tokenizer.json is byte-identical (and hashes the same); a full float64
+    expansion would come back 1 ulp off.
+    """
+    return float(f"{score:.9g}")
 
 
 def train_unigram(cfg: TokenizerConfig, documents: Iterable[str]) -> Tokenizer:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 
 import torch
 from torch import nn
@@ -29,10 +30,12 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 
 def fused_available(model: nn.Module) -> bool:
     """Fused AdamW runs on CPU and CUDA for plain float tensors (not FSDP's DTensors)."""
-    from torch.distributed.tensor import DTensor
-
+    # No DTensor can exist unless its module was imported (importing it costs a second).
+    dtensor = sys.modules.get("torch.distributed.tensor")
     for p in model.parameters():
-        if isinstance(p, DTensor) or p.device.type not in ("cpu", "cuda"):
+        if dtensor is not None and isinstance(p, dtensor.DTensor):
+            return False
+        if p.device.type not in ("cpu", "cuda"):
             return False
         if not p.is_floating_point():
             return False

@@ -86,6 +86,11 @@ def pretrain(cfg: PretrainConfig, *, resume: bool = False) -> TrainResult:
     train_shards = TokenShards(cfg.data, "train")
     tok = train_shards.tokenizer()  # checks the tokenizer against the shards' hash
     arch, mcfg = model_config_for(cfg, tok.vocab_size)
+    if arch == "bert" and tok.mask_id is None:
+        raise LmforgeError(
+            f"{cfg.data}: the tokenizer has no <|mask|> token, which a masked LM needs; "
+            "retrain it with `lmforge tokenizer train` and prepare the data again"
+        )
     seq_len = cfg.seq_len or mcfg.block_size
     ckpt = _check_run_folder(out, resume)
     if ckpt is not None:
@@ -147,7 +152,7 @@ def _run(cfg, ctx, out, train_shards, tok, arch, mcfg, seq_len, ckpt) -> TrainRe
         seed=cfg.seed,
         rank=ctx.rank,
         world_size=ctx.world_size,
-        mode="random",
+        mode="sequential" if arch == "rnn" and cfg.carry_state else "random",
     )
     val = BatchReader(
         cfg.data, "val", cfg.batch_size, seq_len, seed=cfg.seed, rank=ctx.rank,
@@ -155,16 +160,23 @@ def _run(cfg, ctx, out, train_shards, tok, arch, mcfg, seq_len, ckpt) -> TrainRe
     )
     val_split = val.shards.meta["splits"]["val"]
     val_tokens, val_bytes = int(val_split["tokens"]), int(val_split.get("bytes", 0))
+    objective, eval_objective = objectives_for(arch, cfg, tok, mcfg.vocab_size, batches, ctx.rank)
+    # Whole global steps only, so every rank runs the same number of forwards (FSDP's
+    # all-gathers need that); a split smaller than one step is read as one partial step.
+    n_eval = max(1, min(cfg.eval_batches, val.windows // val.rows))
 
     def evaluator(m: torch.nn.Module) -> dict[str, float]:
         loss, _ = mean_loss(
             m,
-            CausalLMObjective(),
-            val.eval_batches(cfg.eval_batches),
+            eval_objective(),
+            val.eval_batches(n_eval),
             device=ctx.device,
             all_reduce_sum=lambda t: D.all_reduce_sum(t, ctx),
         )
-        res = {"val_loss": loss, "val_ppl": perplexity(loss)}
+        res = {"val_loss": loss}
+        if arch == "bert":  # a masked-LM loss: perplexity and bits/byte do not apply
+            return res
+        res["val_ppl"] = perplexity(loss)
         if val_bytes:
             res["val_bpb"] = bits_per_byte(loss, val_tokens, val_bytes)
         return res
@@ -172,7 +184,7 @@ def _run(cfg, ctx, out, train_shards, tok, arch, mcfg, seq_len, ckpt) -> TrainRe
     t0 = time.perf_counter()
     result = train(
         model,
-        CausalLMObjective(),
+        objective,
         batches,
         cfg,
         run_dir=out,
@@ -188,7 +200,15 @@ def _run(cfg, ctx, out, train_shards, tok, arch, mcfg, seq_len, ckpt) -> TrainRe
     if ctx.is_main:
         from ..eval.report import write_pretrain_report
 
-        samples = sample_texts(model, tok, cfg.samples, cfg.sample_tokens, seed=cfg.seed)
+        # An encoder does not generate text: no samples for BERT (see `lmforge fill-mask`).
+        n_samples = 0 if arch == "bert" else cfg.samples
+        sampler = model
+        if ctx.parallel == "fsdp" and n_samples and result.checkpoint is not None:
+            # Sharded weights need every rank for a forward: sample from the saved copy.
+            from ..models import load_model
+
+            sampler = load_model(result.checkpoint / "model.safetensors", device=ctx.device)
+        samples = sample_texts(sampler, tok, n_samples, cfg.sample_tokens, seed=cfg.seed)
         write_pretrain_report(
             out,
             config=cfg,
@@ -207,6 +227,31 @@ def _run(cfg, ctx, out, train_shards, tok, arch, mcfg, seq_len, ckpt) -> TrainRe
             + f"; run folder {out}"
         )
     return result
+
+
+def objectives_for(
+    arch: str, cfg: PretrainConfig, tok: Any, vocab_size: int, batches: Any, rank: int = 0
+) -> tuple[Any, Any]:
+    """(training objective, factory of a fresh evaluation objective) for `arch`.
+
+    gpt/llama: next token. rnn: next token with the hidden state carried across
+    the sequential reader's windows (``--carry-state``). bert: masked LM, masks
+    seeded per rank; evaluation masks with a fixed seed, so every evaluation
+    blanks the same tokens.
+    """
+    if arch == "bert":
+        from .masked_lm import MaskedLMObjective
+
+        def mlm(seed: int) -> MaskedLMObjective:
+            return MaskedLMObjective.for_tokenizer(tok, vocab_size, seed=seed)
+
+        return mlm(cfg.seed + rank), lambda: mlm(rank)
+    if arch == "rnn":
+        from .recurrent_lm import RecurrentLMObjective
+
+        continues = (lambda: batches.continues_previous) if cfg.carry_state else None
+        return RecurrentLMObjective(cfg.carry_state, continues), CausalLMObjective
+    return CausalLMObjective(), CausalLMObjective
 
 
 def sample_texts(

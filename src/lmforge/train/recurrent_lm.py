@@ -13,6 +13,7 @@ resumed run continues from the same hidden state as an uninterrupted one.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -34,10 +35,15 @@ class RecurrentLMObjective:
 
     With ``carry_state=False`` every window starts from a zero state (plain
     next-token training, suited to the reader's random windows).
+    ``continues() -> bool``, if given, is asked before each window whether it
+    continues the previous one; when not (the sequential reader starts a new
+    epoch and its rows jump back to the start of their stretches), the state is
+    reset. Pass ``lambda: reader.continues_previous``.
     """
 
-    def __init__(self, carry_state: bool = True):
+    def __init__(self, carry_state: bool = True, continues: Callable[[], bool] | None = None):
         self.carry_state = carry_state
+        self.continues = continues
         self.state: RNNState | None = None
 
     def reset(self) -> None:
@@ -52,6 +58,8 @@ class RecurrentLMObjective:
             _, loss = model(x, y)
             return loss, {}
         B = x.shape[0]
+        if self.continues is not None and not self.continues():
+            self.state = None
         if self.state is None or self.state.batch_size != B:
             self.state = _core(model).init_state(B, device=x.device)
         elif self.state.h.device != x.device:

@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from ...common import LmforgeError, progress
+from ...config import validate
 from .checkers import check
 from .classification import build_classification, labels_json
 from .config import WorldConfig
@@ -191,7 +192,7 @@ def _write_world(tmp: Path, cfg: WorldConfig, counts: dict[str, int]) -> dict:
             "heldout_templates": list(fam.heldout_templates),
             "difficulties": list(fam.difficulties),
             "answer_types": list(fam.answer_types),
-            **{
+            "records": {
                 split: sum(1 for r in rows if r["task"] == name)
                 for split, rows in instructions.items()
             },
@@ -222,7 +223,9 @@ def _write_world(tmp: Path, cfg: WorldConfig, counts: dict[str, int]) -> dict:
 
 def build_world(cfg: WorldConfig) -> dict:
     """Build the world described by `cfg` into `cfg.out`; returns the manifest."""
-    out = Path(cfg.out)
+    validate(cfg)  # bounds and the required --out, also for configs made in Python
+    # Resolved, so that "--out ." or "--out world/" still have a real name and parent.
+    out = Path(cfg.out).expanduser().resolve()
     check_out_folder(out, cfg.force)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.building-{os.getpid()}"
