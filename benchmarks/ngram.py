@@ -364,7 +364,7 @@ def run_tables(quick: bool) -> None:
                 got = complete(m, words, prefix, 5) if prefix else suggest_next(m, words, 5)
                 sugg.append({"context": ctx, "prefix": prefix, "top5": got})
                 typed = f"{ctx} {prefix}" if prefix else f"{ctx} "
-                print(f"  `{typed}_` -> " + ", ".join(f"{w} {p:.3f}" for w, p in got))
+                print(f"  `{typed}_` -> " + ", ".join(f"{w} {p:.3g}" for w, p in got))
             results["suggestions"][name] = sugg
     path = write_result("ngram_tables" if not quick else "ngram_tables_quick", results)
     print(f"\nwrote {path}")

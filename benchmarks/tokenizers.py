@@ -31,8 +31,10 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE] + [str(
 
 import argparse  # noqa: E402
 import io  # noqa: E402
+import statistics  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
+from collections.abc import Callable  # noqa: E402
 
 from _bench import SHARED_DATA, median_time, print_table, write_result  # noqa: E402
 
@@ -116,21 +118,39 @@ def direct_tokenizers_unigram_train(files: list[Path]):
     return tok
 
 
+def interleaved_medians(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """Median seconds of each function after one warm-up each, its runs interleaved with the
+    others' (a b a b …) so that load from other processes hits every side alike."""
+    for fn in fns.values():
+        median_time(fn, repeats=1, warmup=0)
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            times[name].append(median_time(fn, repeats=1, warmup=0))
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
 def speed(quick: bool) -> None:
     from tokenizers import Tokenizer as HFTokenizer
 
-    repeats = 3
+    repeats = 5
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         files = corpus_files(tmp, quick)
         size_mb = sum(f.stat().st_size for f in files) / 1e6
         print(
             f"input: {', '.join(f.name for f in files)} ({size_mb:.2f} MB), one thread, "
-            f"vocab {VOCAB}, median of {repeats} after 1 warm-up"
+            f"vocab {VOCAB}, median of {repeats} interleaved runs after 1 warm-up"
         )
 
-        t_lm_bpe = median_time(lambda: lmforge_train("bpe", files), repeats)
-        t_hf_bpe = median_time(lambda: direct_bpe_train(files), repeats)
+        t = interleaved_medians(
+            {
+                "lmforge": lambda: lmforge_train("bpe", files),
+                "direct": lambda: direct_bpe_train(files),
+            },
+            repeats,
+        )
+        t_lm_bpe, t_hf_bpe = t["lmforge"], t["direct"]
 
         tok = lmforge_train("bpe", files)
         tok.save(tmp / "bpe")
@@ -141,11 +161,19 @@ def speed(quick: bool) -> None:
             return [e.ids for e in direct.encode_batch_fast(lines, add_special_tokens=False)]
 
         assert tok.encode_batch(lines) == direct_encode()
-        t_lm_enc = median_time(lambda: tok.encode_batch(lines), repeats)
-        t_hf_enc = median_time(direct_encode, repeats)
+        t = interleaved_medians(
+            {"lmforge": lambda: tok.encode_batch(lines), "direct": direct_encode}, repeats
+        )
+        t_lm_enc, t_hf_enc = t["lmforge"], t["direct"]
 
-        t_lm_uni = median_time(lambda: lmforge_train("unigram", files), repeats)
-        t_spm = median_time(lambda: direct_sentencepiece_train(files), repeats)
+        t = interleaved_medians(
+            {
+                "lmforge": lambda: lmforge_train("unigram", files),
+                "sentencepiece": lambda: direct_sentencepiece_train(files),
+            },
+            repeats,
+        )
+        t_lm_uni, t_spm = t["lmforge"], t["sentencepiece"]
         t0 = time.perf_counter()
         direct_tokenizers_unigram_train(files)
         t_hf_uni = time.perf_counter() - t0

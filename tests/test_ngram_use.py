@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import io
 import math
+import os
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -173,3 +176,31 @@ def test_repl_line_mode_suggests_and_completes(sentences):
     assert lines[1].split(" | ")[1].split()[0] in {"sat", "ate", "saw"}
     assert lines[2] == "zz_ | (no suggestion)"
     assert format_line("x", None, [("a", 0.5)]) == "x_ | a 0.5"
+
+
+@pytest.mark.skipif(not hasattr(os, "openpty"), reason="needs a POSIX pseudo-terminal")
+def test_repl_on_a_terminal_updates_per_key_and_tab_accepts(sentences):
+    from lmforge.ngram.repl import run_terminal
+
+    m = build(sentences, "mkn", 3)
+    master, slave = os.openpty()
+    keys = [b"the d", b"\t", b"\x1b[A", b"s", b"\x7f", b"\r", "é".encode(), b"\x04"]
+
+    def type_keys():
+        for k in keys:
+            time.sleep(0.05)
+            os.write(master, k)
+
+    typist = threading.Thread(target=type_keys)
+    typist.start()
+    out = io.StringIO()
+    try:
+        assert run_terminal(m, make_tokenizer("default"), 2, slave, out) == 0
+    finally:
+        typist.join()
+        os.close(master)
+        os.close(slave)
+    screen = out.getvalue()
+    assert "> the d\n  dog (" in screen  # completion shown while typing
+    assert "> the dog \n" in screen  # Tab accepted it, followed by a space
+    assert "> the dog s\n" in screen and "> é\n" in screen  # keys after an arrow key; UTF-8

@@ -107,7 +107,7 @@ def test_loss_ignores_minus_100():
 def test_tied_embeddings_with_projection():
     cfg = RNNConfig(vocab_size=100, d_model=48, d_embed=16, n_layer=1, tie_embeddings=True)
     model = RNNLM(cfg)
-    assert model.lm_head.weight is model.wte.weight
+    assert model.lm_head.weight is model.tok_emb.weight
     assert model.proj.weight.shape == (16, 48)
     untied = RNNLM(dataclasses.replace(cfg, tie_embeddings=False))
     assert untied.proj is None and untied.lm_head.weight.shape == (100, 48)

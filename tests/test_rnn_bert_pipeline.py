@@ -217,9 +217,10 @@ def test_bert_learns_who_lives_where(shards, tmp_path):
     from lmforge.models.bert import fill_mask
     from lmforge.tokenizers.base import Tokenizer
 
-    _pretrain(shards, tmp_path / "bert", "bert", 1200, batch_size=16, seq_len=32, samples=0)
-    model = load_model(tmp_path / "bert" / "checkpoints" / "step_1200")
-    tok = Tokenizer.load(tmp_path / "bert" / "tokenizer")
+    run = tmp_path / "bert"
+    _pretrain(shards, run, "bert", 1500, batch_size=16, seq_len=32, lr=5e-3, min_lr=5e-4)
+    model = load_model(run / "checkpoints" / "step_1500")
+    tok = Tokenizer.load(run / "tokenizer")
     for person, city in HOME.items():
         _, blanks = fill_mask(model, tok, f"{person} lives in [MASK].", top_k=1)
         assert tok.decode([blanks[0][0][0]]) == city, person

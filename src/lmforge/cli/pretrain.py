@@ -14,7 +14,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     parser = subparsers.add_parser(
         VERB,
-        help="pretrain a GPT or LLaMA on token shards",
+        help="pretrain a GPT, LLaMA, RNN or BERT on token shards",
         description="Next-token pretraining into a run folder (config.yaml, checkpoints/, "
         "metrics.jsonl, tb/, plots/, report.md). Runs as one process or under "
         "`torchrun --nproc_per_node N -m lmforge pretrain ...` (DDP; --parallel fsdp shards).",

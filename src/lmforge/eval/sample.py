@@ -52,9 +52,15 @@ class _TextStream:
 
     def __call__(self, row: int, token: int) -> None:
         self.ids.append(token)
-        text = self.tok.decode(self.ids)
         # A byte-level token may end inside a character: wait until it decodes whole.
-        if text.endswith("\ufffd"):
+        self._show(self.tok.decode(self.ids), final=False)
+
+    def finish(self) -> None:
+        """Print what is still held back (a character the model never completed)."""
+        self._show(self.tok.decode(self.ids), final=True)
+
+    def _show(self, text: str, final: bool) -> None:
+        if text.endswith("\ufffd") and not final:
             return
         if text.startswith(self.shown):
             self.out.write(text[len(self.shown) :])
@@ -111,6 +117,7 @@ def sample_run(
         stream = _TextStream(tok, out)
         with torch.inference_mode():
             new = generate(model, [ids], cfg, pad_id=tok.pad_id or 0, stream=stream)[0]
+        stream.finish()
         out.write("\n")
         out.flush()
         texts.append(prompt + tok.decode(new))

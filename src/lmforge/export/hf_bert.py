@@ -54,9 +54,9 @@ def bert_to_hf_state_dict(model: BertMLM) -> dict[str, torch.Tensor]:
     C = cfg.d_model
     sd = {k: v.detach() for k, v in model.state_dict().items()}
     out: dict[str, torch.Tensor] = {
-        "bert.embeddings.word_embeddings.weight": sd["wte.weight"],
-        "bert.embeddings.position_embeddings.weight": sd["wpe.weight"],
-        "bert.embeddings.token_type_embeddings.weight": sd["wtt.weight"],
+        "bert.embeddings.word_embeddings.weight": sd["tok_emb.weight"],
+        "bert.embeddings.position_embeddings.weight": sd["pos_emb.weight"],
+        "bert.embeddings.token_type_embeddings.weight": sd["type_emb.weight"],
         "bert.embeddings.LayerNorm.weight": sd["ln_emb.weight"],
         "bert.embeddings.LayerNorm.bias": sd["ln_emb.bias"],
         "cls.predictions.transform.dense.weight": sd["head_dense.weight"],

@@ -92,9 +92,9 @@ class BertMLM(nn.Module):
     def __init__(self, cfg: BertConfig):
         super().__init__()
         self.config = cfg
-        self.wte = nn.Embedding(cfg.vocab_size, cfg.d_model)
-        self.wpe = nn.Embedding(cfg.block_size, cfg.d_model)
-        self.wtt = nn.Embedding(cfg.type_vocab_size, cfg.d_model)
+        self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        self.pos_emb = nn.Embedding(cfg.block_size, cfg.d_model)
+        self.type_emb = nn.Embedding(cfg.type_vocab_size, cfg.d_model)
         self.ln_emb = nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps)
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList([EncoderBlock(cfg) for _ in range(cfg.n_layer)])
@@ -132,11 +132,11 @@ class BertMLM(nn.Module):
                 f"({self.config.block_size}); shorten the input"
             )
         pos = torch.arange(T, device=ids.device)
-        x = self.wte(ids) + self.wpe(pos)  # (B, T, C)
+        x = self.tok_emb(ids) + self.pos_emb(pos)  # (B, T, C)
         if token_type_ids is None:
-            x = x + self.wtt.weight[0]
+            x = x + self.type_emb.weight[0]
         else:
-            x = x + self.wtt(token_type_ids)
+            x = x + self.type_emb(token_type_ids)
         x = self.drop(self.ln_emb(x))
         key_mask = None
         if attention_mask is not None:
@@ -167,7 +167,7 @@ class BertMLM(nn.Module):
         x = self.encode(ids, token_type_ids, attention_mask)
         h = _gelu(self.head_dense(x), self.config.activation)
         h = self.head_ln(h)
-        logits = F.linear(h, self.wte.weight, self.head_bias)  # (B, T, V), tied decoder
+        logits = F.linear(h, self.tok_emb.weight, self.head_bias)  # (B, T, V), tied decoder
         loss = None
         if targets is not None:
             loss = F.cross_entropy(
@@ -220,7 +220,7 @@ def fill_mask(
     if top_k < 1:
         raise LmforgeError(f"top-k must be at least 1, got {top_k}")
     ids = encode_with_masks(tokenizer, text)
-    device = model.wte.weight.device
+    device = model.tok_emb.weight.device
     x = torch.tensor([ids], dtype=torch.long, device=device)  # (1, T)
     was_training = model.training
     model.eval()

@@ -140,12 +140,19 @@ class RMSNorm(nn.Module):
         super().__init__()
         self.eps = eps
         self.weight = nn.Parameter(torch.ones(dim))
+        # eps as a 0-d tensor lets addcmul add it without a kernel of its own.
+        self.register_buffer("eps_t", torch.tensor(eps, dtype=torch.float32), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dtype == torch.float32:
-            return F.rms_norm(x, (x.shape[-1],), self.weight, self.eps)
-        y = F.rms_norm(x.float(), (x.shape[-1],), None, self.eps)
-        return self.weight * y.to(x.dtype)
+        if x.dtype != torch.float32:
+            return self.weight * self._normed(x.float()).to(x.dtype)
+        return self._normed(x) * self.weight
+
+    def _normed(self, x: torch.Tensor) -> torch.Tensor:
+        # mean(x^2) + eps as one fused multiply-add on the vector norm: three kernels where
+        # F.rms_norm launches about ten on CPU, and a batch-1 decode step is launch-bound.
+        n = torch.linalg.vector_norm(x, dim=-1, keepdim=True)  # (..., 1)
+        return x * torch.rsqrt(torch.addcmul(self.eps_t, n, n, value=1.0 / x.shape[-1]))
 
 
 def rope_tables(head_dim: int, length: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -181,19 +188,18 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(cfg.d_model, qkv_out, bias=cfg.bias)
         self.proj = nn.Linear(cfg.d_model, cfg.d_model, bias=cfg.bias)
 
-    def forward(self, x, cos, sin, kv, start: int, mask, is_causal: bool) -> torch.Tensor:
-        # narrow/split/view rather than [..] indexing: at batch 1 a decode step is
-        # dispatch-bound, and these are the cheapest way to take views.
-        B, T, C = x.shape
+    def forward(self, x, B: int, T: int, cos, sin, kv, start: int, mask, is_causal: bool):
+        # x: (B*T, C). narrow/split/view rather than [..] indexing: at batch 1 a decode
+        # step is dispatch-bound, and these are the cheapest way to take views.
         H, Hkv = self.n_head, self.n_kv_head
         qkv = self.qkv(x).view(B, T, H + 2 * Hkv, self.head_dim)  # (B, T, H+2Hkv, hd)
         if self.rope:
             # Rotate q and k together: one set of ops for both.
             qk = apply_rope(qkv.narrow(2, 0, H + Hkv), cos, sin)  # (B, T, H+Hkv, hd)
-            q, k = qk.split((H, Hkv), dim=2)
-            v = qkv.narrow(2, H + Hkv, Hkv)
+            q, k = qk.narrow(2, 0, H), qk.narrow(2, H, Hkv)
         else:
-            q, k, v = qkv.split((H, Hkv, Hkv), dim=2)
+            q, k = qkv.narrow(2, 0, H), qkv.narrow(2, H, Hkv)
+        v = qkv.narrow(2, H + Hkv, Hkv)
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, h, T, hd)
         if kv is not None:
             k_cache, v_cache = kv  # (B, Hkv, max_T, hd), written in place
@@ -209,7 +215,7 @@ class Attention(nn.Module):
             is_causal=is_causal,
             enable_gqa=self.gqa,
         )  # (B, H, T, hd)
-        return self.proj(y.transpose(1, 2).reshape(B, T, C))
+        return self.proj(y.transpose(1, 2).reshape(B * T, H * self.head_dim))  # (B*T, C)
 
 
 class MLP(nn.Module):
@@ -224,7 +230,7 @@ class MLP(nn.Module):
         self.proj = nn.Linear(hidden, cfg.d_model, bias=cfg.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.fc(x)  # (B, T, hidden) or (B, T, 2*hidden)
+        h = self.fc(x)  # (N, hidden) or (N, 2*hidden)
         if self.swiglu:
             gate, up = h.chunk(2, dim=-1)
             h = F.silu(gate) * up
@@ -245,13 +251,14 @@ class Block(nn.Module):
         self.mlp = MLP(cfg)
         self.drop = nn.Dropout(cfg.dropout) if cfg.dropout > 0 else None
 
-    def forward(self, x, cos, sin, kv, start, mask, is_causal) -> torch.Tensor:
+    def forward(self, x, B, T, cos, sin, kv, start, mask, is_causal) -> torch.Tensor:
+        # x: (B*T, C), the residual stream
         if self.prenorm:
-            a = self.attn(self.norm1(x), cos, sin, kv, start, mask, is_causal)
+            a = self.attn(self.norm1(x), B, T, cos, sin, kv, start, mask, is_causal)
             x = x + (self.drop(a) if self.drop is not None else a)
             m = self.mlp(self.norm2(x))
             return x + (self.drop(m) if self.drop is not None else m)
-        a = self.attn(x, cos, sin, kv, start, mask, is_causal)
+        a = self.attn(x, B, T, cos, sin, kv, start, mask, is_causal)
         x = self.norm1(x + (self.drop(a) if self.drop is not None else a))
         m = self.mlp(x)
         return self.norm2(x + (self.drop(m) if self.drop is not None else m))
@@ -371,16 +378,20 @@ class GPT(nn.Module):
         if self.drop is not None:
             x = self.drop(x)
         is_causal = mask is None and start == 0 and T > 1
+        # The residual stream is kept 2-D, (B*T, C): each linear is then a single matmul.
+        x = x.view(B * T, -1)
         layers = kv_cache.layers if kv_cache is not None else None
         for i, block in enumerate(self.blocks):
-            x = block(x, cos, sin, layers[i] if layers is not None else None, start, mask, is_causal)
+            kv = layers[i] if layers is not None else None
+            x = block(x, B, T, cos, sin, kv, start, mask, is_causal)
         if kv_cache is not None:
             kv_cache.pos = start + T
+        T_out = T
         if last_only and T > 1:
-            x = x.narrow(1, T - 1, 1)
+            x, T_out = x.view(B, T, -1)[:, -1], 1  # (B, C)
         if self.norm_f is not None:
             x = self.norm_f(x)
-        logits = self.lm_head(x)  # (B, T, V)
+        logits = self.lm_head(x).view(B, T_out, -1)  # (B, T, V)
         loss = None
         if targets is not None:
             flat = logits.reshape(-1, logits.size(-1))

@@ -129,8 +129,9 @@ class PastAttention(nn.Module):
         full = h if memory is None else torch.cat([memory, h], dim=1)  # (B, M+T, C)
         M = full.shape[1] - T
         hd = C // self.n_head
-        q = self.q(self.ln(h)).view(B, T, self.n_head, hd).transpose(1, 2)  # (B, nh, T, hd)
-        k, v = self.kv(self.ln(full)).split(C, dim=2)
+        normed = self.ln(full)  # (B, M+T, C)
+        q = self.q(normed[:, M:]).view(B, T, self.n_head, hd).transpose(1, 2)  # (B, nh, T, hd)
+        k, v = self.kv(normed).split(C, dim=2)
         k = k.view(B, M + T, self.n_head, hd).transpose(1, 2)  # (B, nh, M+T, hd)
         v = v.view(B, M + T, self.n_head, hd).transpose(1, 2)
         # Query i sits at absolute position M+i and sees keys j with M+i-W < j <= M+i.
@@ -154,7 +155,7 @@ class RNNLM(nn.Module):
     def __init__(self, cfg: RNNConfig):
         super().__init__()
         self.config = cfg
-        self.wte = nn.Embedding(cfg.vocab_size, cfg.d_embed)
+        self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.d_embed)
         self.drop = nn.Dropout(cfg.dropout)
         self.rnn = _CELLS[cfg.cell](
             input_size=cfg.d_embed,
@@ -170,13 +171,13 @@ class RNNLM(nn.Module):
         self.lm_head = nn.Linear(out_dim, cfg.vocab_size, bias=False)
         self._init_weights()
         if cfg.tie_embeddings:
-            self.lm_head.weight = self.wte.weight
+            self.lm_head.weight = self.tok_emb.weight
 
     def _init_weights(self) -> None:
         # Unit-variance embeddings (torch's default) keep the gates' pre-activations in
         # their responsive range; with a small init (e.g. +-0.1) the first layer barely
         # sees its input and training stalls at the unigram distribution.
-        nn.init.normal_(self.wte.weight, std=1.0)
+        nn.init.normal_(self.tok_emb.weight, std=1.0)
         nn.init.normal_(self.lm_head.weight, std=self.lm_head.in_features**-0.5)
         bound = 1.0 / math.sqrt(self.config.d_model)
         for name, p in self.rnn.named_parameters():
@@ -206,7 +207,7 @@ class RNNLM(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> RNNState:
         """An all-zero state (the start of a text) for ``batch_size`` rows."""
-        ref = self.wte.weight
+        ref = self.tok_emb.weight
         device = ref.device if device is None else device
         dtype = ref.dtype if dtype is None else dtype
         cfg = self.config
@@ -251,7 +252,7 @@ class RNNLM(nn.Module):
         position: logits (B, 1, V).
         """
         B, T = ids.shape
-        x = self.drop(self.wte(ids))  # (B, T, E)
+        x = self.drop(self.tok_emb(ids))  # (B, T, E)
         hx = None
         if kv_cache is not None:
             if kv_cache.batch_size != B:

@@ -79,7 +79,8 @@ def count_ngrams(corpus: Corpus, order: int, vocab_size: int) -> NgramCounts:
     counts = [np.bincount(stream, minlength=vocab_size).astype(np.int64)]
     suffix: list[np.ndarray | None] = [None]
     # index_prev[p]: index (in the previous order's table) of the n-gram starting at p.
-    # int32 positions and indices: half the memory of int64 on the large arrays.
+    # Positions, indices, counts and suffixes are int32 (only keys need int64): half
+    # the memory on the large arrays.
     index_prev = stream
     with progress(total=order, desc="counting", unit="order") as bar:
         bar.update(1)
@@ -89,9 +90,9 @@ def count_ngrams(corpus: Corpus, order: int, vocab_size: int) -> NgramCounts:
             uniq, first, inverse, cnt = _group(key)
             del key
             keys.append(uniq)
-            counts.append(cnt.astype(np.int64))
+            counts.append(cnt.astype(np.int32))
             # The n-gram without its first word starts one position later.
-            suffix.append(index_prev[pos[first] + 1].astype(np.int64))
+            suffix.append(index_prev[pos[first] + 1].astype(np.int32))
             index_cur = np.full(total, -1, dtype=np.int32)
             index_cur[pos] = inverse.reshape(-1)
             del inverse, first, pos

@@ -70,7 +70,7 @@ def run_terminal(model: NgramModel, tokenize: Tokenize, k: int, fd: int, out: Te
 
     def render() -> list[tuple[str, float]]:
         partial, items = suggestions(model, text, tokenize, k)
-        cells = "   ".join(f"{w} ({p:.1%})" for w, p in items) or "(no suggestion)"
+        cells = "   ".join(f"{w} ({100 * p:.2g}%)" for w, p in items) or "(no suggestion)"
         prompt = "> " + text
         # Clear below, draw the line and the suggestions, put the cursor back at the end.
         out.write(f"\r\x1b[J{prompt}\n  {cells}\x1b[1A\r\x1b[{len(prompt)}C")
@@ -96,16 +96,18 @@ def run_terminal(model: NgramModel, tokenize: Tokenize, k: int, fd: int, out: Te
                 text = text[:-1]
             elif ch == "\t" and items:
                 word = items[0][0]
-                partial, _ = split_typed(text, tokenize)
+                _, partial = split_typed(text, tokenize)
                 if partial is not None and text.lower().endswith(partial.lower()):
                     text = text[: len(text) - len(partial)]
                 elif text and not text[-1].isspace():
                     text += " "
                 text += word + " "
             elif ch == "\x1b":
-                # An escape sequence (arrow keys...): swallow what follows it.
-                while select.select([fd], [], [], 0.02)[0]:
-                    os.read(fd, 8)
+                # An escape sequence (arrow keys...): skip it up to its final byte.
+                intro = os.read(fd, 1) if select.select([fd], [], [], 0.05)[0] else b""
+                if intro in (b"[", b"O"):
+                    while (b := os.read(fd, 1)) and not 0x40 <= b[0] <= 0x7E:
+                        pass
             elif ch.isprintable():
                 text += ch
             items = render()

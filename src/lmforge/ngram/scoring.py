@@ -145,7 +145,7 @@ def underflow_demo(scores: Scores) -> list[str]:
     if len(zero_at):
         first = int(zero_at[0]) + 1
         lines.append(
-            f"raw product in float64: {product[-1]!r} -- underflowed to 0 at token {first:,}, "
+            f"raw product in float64: {float(product[-1])!r} -- underflowed to 0 at token {first:,}, "
             f"where the true value is 10^{scores.logp[:first].sum():.1f}; the smallest positive "
             "float64 is 4.9e-324 (10^-323.3), so multiplying probabilities fails on long "
             "texts and summing log-probabilities does not"

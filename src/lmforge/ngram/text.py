@@ -62,18 +62,23 @@ def iter_sentences(
     total = sum(f.stat().st_size for f in files)
     with progress(total=total, desc=desc, unit="B") as bar:
         for f in files:
-            with open(f, encoding="utf-8", errors="strict") as fh:
-                try:
-                    for line in fh:
-                        bar.update(len(line.encode("utf-8")))
-                        tokens = tokenize(line)
-                        if tokens:
-                            yield tokens
-                except UnicodeDecodeError as e:
-                    raise LmforgeError(
-                        f"{f}: is not UTF-8 (invalid byte at offset {e.start} of a line); "
-                        f"convert it, e.g. `iconv -f cp1251 -t utf-8 {f} > {f.stem}.utf8{f.suffix}`"
-                    ) from None
+            # Binary lines decoded one by one, so a bad byte is reported at its line.
+            with open(f, "rb") as fh:
+                for line_no, raw in enumerate(fh, start=1):
+                    bar.update(len(raw))
+                    try:
+                        line = raw.decode("utf-8")
+                    except UnicodeDecodeError as e:
+                        raise LmforgeError(
+                            f"{f}:{line_no}: is not UTF-8 (invalid byte at column {e.start + 1}); "
+                            f"convert it, e.g. `iconv -f cp1251 -t utf-8 {f} > "
+                            f"{f.stem}.utf8{f.suffix}`"
+                        ) from None
+                    if line_no == 1 and line.startswith("\ufeff"):
+                        line = line[1:]  # a byte-order mark is not a token
+                    tokens = tokenize(line)
+                    if tokens:
+                        yield tokens
 
 
 @dataclass

@@ -61,8 +61,8 @@ def model_from_counts(counts: NgramCounts, vocab: Vocab, cfg: NgramConfig) -> Ng
         logbo = [b if m is None else b[m] for b, m in zip(logbo, keep)]
     # Stored as float32, as KenLM stores them: half the memory, and an ARPA file holds
     # exactly the values lmforge scores with, so KenLM and lmforge agree to rounding.
-    logp = [p.astype(np.float32) for p in logp]
-    logbo = [b.astype(np.float32) for b in logbo]
+    logp = [np.asarray(p, dtype=np.float32) for p in logp]
+    logbo = [np.asarray(b, dtype=np.float32) for b in logbo]
     meta = {
         "format": FORMAT,
         "order": cfg.order,

@@ -74,8 +74,9 @@ def train_sentencepiece(cfg: TokenizerConfig, documents: Iterable[str]) -> bytes
     import sentencepiece as spm
     from tokenizers import normalizers
 
-    # Read everything first: an input error must surface as itself, before
-    # sentencepiece starts (it would swallow exceptions raised by its iterator).
+    # Read everything first (sentencepiece holds all sentences in memory anyway):
+    # an input error then surfaces as itself, before training starts, where
+    # sentencepiece would turn an exception from its iterator into a RuntimeError.
     lines = list(iter_lines(documents))
     if cfg.lowercase_on:
         # The pipeline's own Lowercase, so training sees what encoding will see.
@@ -147,11 +148,11 @@ def unigram_from_sentencepiece(model_proto: bytes, cfg: TokenizerConfig) -> Toke
 
 
 def _exact(score: float) -> float:
-    """A float32 score as the shortest decimal that names it.
+    """A float32 score as a 9-digit decimal (enough to name any float32).
 
     Its JSON text then reads back as the same float64, so a saved and reloaded
-    tokenizer.json is byte-identical (and hashes the same); a full float64
-    expansion would come back 1 ulp off.
+    tokenizer.json is byte-identical (and hashes the same); the full 17-digit
+    float64 expansion can come back 1 ulp off from `tokenizers`' JSON reader.
     """
     return float(f"{score:.9g}")
 

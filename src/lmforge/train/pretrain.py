@@ -3,8 +3,9 @@
 `pretrain(cfg, resume=False)` checks the config against the data and the model
 before anything heavy (sequence length above the context, tokenizer larger than
 the vocabulary, a checkpoint from another tokenizer), builds the model from its
-preset and `--model.*` overrides, runs the one loop with the next-token
-objective, and ends with samples and report.md.
+preset and `--model.*` overrides, runs the one loop with the arch's objective
+(`objectives_for`: next token; for an RNN with the hidden state carried across
+sequential windows; for BERT masked LM), and ends with samples and report.md.
 
 Vocabulary: a model's `vocab_size` is the tokenizer's unless `--model.vocab-size`
 says otherwise (presets describe shapes; the tokenizer decides the ids). A

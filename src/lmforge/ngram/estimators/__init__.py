@@ -9,7 +9,6 @@ form; so do maximum likelihood, add-k and stupid backoff when written as below.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,14 +30,9 @@ class Estimate:
     info: dict[str, Any] = field(default_factory=dict)
 
 
-Estimator = Callable[..., Estimate]
-
 # Estimators that read pruned n-grams while estimating (KenLM's pruning); the others
 # see counts with pruned n-grams already removed.
 PRUNE_INSIDE = ("kn", "mkn")
-
-# Whether the estimator defines a probability distribution over the vocabulary.
-IS_DISTRIBUTION = {"mle": True, "addk": True, "stupid": False, "kn": True, "mkn": True}
 
 
 def log10(x: np.ndarray) -> np.ndarray:

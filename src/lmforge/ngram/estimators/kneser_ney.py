@@ -119,9 +119,10 @@ def estimate_kneser_ney(
         mass = np.bincount(parent, weights=freed, minlength=n_ctx)
         is_ctx = total > 0
         gamma = np.divide(mass, total, out=np.ones(n_ctx), where=is_ctx)
-        logbo.append(np.where(is_ctx, log10(gamma), 0.0))
+        logbo.append(np.where(is_ctx, log10(gamma), 0.0).astype(np.float32))
         prob = (a - disc) / total[parent] + gamma[parent] * prob[counts.suffix[n - 1]]
-        logp.append(log10(prob))
+        logp.append(log10(prob).astype(np.float32))  # stored as float32 (see train.py)
+        del a, disc, freed, mass, total
 
     info = {
         "discounts": [list(map(float, d)) for d in discounts],
