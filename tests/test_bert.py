@@ -159,3 +159,22 @@ def test_published_sizes_match_transformers(preset, published):
     assert ours == theirs
     # The paper rounds (and counts the pooler instead of the MLM head transform).
     assert abs(ours - published) / published < 0.02
+
+
+def test_encode_with_masks_frames_the_text_and_handles_spaces(tmp_path):
+    from lmforge.models.bert import encode_with_masks
+    from lmforge.tokenizers.train import TokenizerConfig, train_tokenizer
+
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("tom lives in paris. anna lives in oslo.\n\n" * 50, encoding="utf-8")
+    bpe = train_tokenizer(TokenizerConfig(kind="bpe", vocab_size=300), [corpus])
+    ids = encode_with_masks(bpe, "tom lives in [MASK].")
+    assert ids[0] == ids[-1] == bpe.eos_id
+    # The space before the blank belongs to the hidden word (" paris"), not a token of its own.
+    assert ids[1:-1] == [*bpe.encode("tom lives in"), bpe.mask_id, *bpe.encode(".")]
+    assert encode_with_masks(bpe, "tom lives in <|mask|>.") == ids  # the literal token works too
+    char = train_tokenizer(TokenizerConfig(kind="char", vocab_size=64, min_frequency=1), [corpus])
+    # Characters: the space is a token of its own and stays.
+    assert encode_with_masks(char, "in [MASK]")[1:-1] == [*char.encode("in "), char.mask_id]
+    with pytest.raises(LmforgeError, match="no \\[MASK\\]"):
+        encode_with_masks(bpe, "no blank")

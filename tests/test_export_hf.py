@@ -10,7 +10,7 @@ import logging
 
 import pytest
 import torch
-from conftest import assert_clean_error, run_lmforge
+from conftest import assert_clean_error
 
 from lmforge.common import LmforgeError
 from lmforge.inference import SamplingConfig, generate
@@ -22,6 +22,26 @@ transformers.logging.set_verbosity_error()
 logging.getLogger("transformers").setLevel(logging.ERROR)
 
 from lmforge.export.hf import export_hf, import_hf  # noqa: E402
+
+
+def cli(*args):
+    """`lmforge ARGS` run in this process (no interpreter start-up per call), as a
+    CompletedProcess so that conftest's assert_clean_error applies."""
+    import contextlib
+    import io
+    import subprocess
+
+    from lmforge.cli.main import main
+
+    out, err = io.StringIO(), io.StringIO()
+    rc = 0
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            main([str(a) for a in args])
+        except SystemExit as e:
+            rc = e.code or 0
+    return subprocess.CompletedProcess(args, rc, out.getvalue(), err.getvalue())
+
 
 V = 320
 TINY = dict(vocab_size=V, block_size=40, n_layer=2, n_head=4, d_model=32, init_std=0.3)
@@ -135,7 +155,8 @@ def _hf_tiny(kind: str, folder, tokenizer: Tokenizer):
             vocab_size=V, n_positions=40, n_embd=32, n_layer=2, n_head=4, initializer_range=0.3
         )
         model = transformers.OpenAIGPTLMHeadModel(cfg)
-    model.eval().save_pretrained(folder)
+    # LLaMA is written in shards (model.safetensors.index.json) to cover that reader too.
+    model.eval().save_pretrained(folder, max_shard_size="100KB" if kind == "llama" else "5GB")
     hf_tok = transformers.PreTrainedTokenizerFast(
         tokenizer_object=tokenizer.engine, bos_token="<|bos|>", eos_token="<|eos|>"
     )
@@ -158,6 +179,11 @@ def test_import_logits_match_transformers(tmp_path, tokenizer, kind):
     import yaml
 
     described = yaml.safe_load((run / "config.yaml").read_text())
+    # The run opens like a trained one (`lmforge sample`, evaluation).
+    from lmforge.eval.sample import load_run_model
+
+    loaded, _, folder = load_run_model(run)
+    assert folder.name == "step_0" and loaded.config == model.config
     assert described["arch"] == ("llama" if kind == "llama" else "gpt")
     assert described["model"]["n_layer"] == 2
 
@@ -165,7 +191,7 @@ def test_import_logits_match_transformers(tmp_path, tokenizer, kind):
 def test_import_then_export_roundtrip(tmp_path, tokenizer):
     hf = _hf_tiny("llama", tmp_path / "src", tokenizer)
     import_hf(tmp_path / "src", tmp_path / "run")
-    r = run_lmforge("export", "hf", "--run", tmp_path / "run", "--out", tmp_path / "back")
+    r = cli("export", "hf", "--run", tmp_path / "run", "--out", tmp_path / "back")
     assert r.returncode == 0, r.stderr
     again = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "back").eval()
     ids = torch.randint(0, V, (1, 20), generator=torch.Generator().manual_seed(4))
@@ -193,32 +219,26 @@ def test_cli_export_errors(tmp_path, tokenizer):
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
-    assert_clean_error(run_lmforge("export", "hf", "--run", run, "--out", out), "--force")
+    assert_clean_error(cli("export", "hf", "--run", run, "--out", out), "--force")
     assert (out / "keep.txt").read_text() == "mine"
     weights = run / "checkpoints" / "step_5" / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:500])
-    r = run_lmforge("export", "hf", "--run", run, "--out", tmp_path / "new")
+    r = cli("export", "hf", "--run", run, "--out", tmp_path / "new")
     assert_clean_error(r, "model.safetensors")
     assert not (tmp_path / "new").exists()
-    assert_clean_error(
-        run_lmforge("export", "hf", "--run", tmp_path / "nope", "--out", out), "no such run"
-    )
+    assert_clean_error(cli("export", "hf", "--run", tmp_path / "nope", "--out", out), "no such run")
 
 
 def test_cli_import_errors(tmp_path, tokenizer):
     src = tmp_path / "src"
     src.mkdir()
-    assert_clean_error(
-        run_lmforge("import", "hf", "--src", src, "--out", tmp_path / "run"), "config.json"
-    )
+    assert_clean_error(cli("import", "hf", "--src", src, "--out", tmp_path / "run"), "config.json")
     (src / "config.json").write_text(json.dumps({"model_type": "bert"}))
-    assert_clean_error(
-        run_lmforge("import", "hf", "--src", src, "--out", tmp_path / "run"), "bert"
-    )
+    assert_clean_error(cli("import", "hf", "--src", src, "--out", tmp_path / "run"), "bert")
     assert not (tmp_path / "run").exists()
     _hf_tiny("gpt2", src, tokenizer)
     (src / "model.safetensors").write_bytes((src / "model.safetensors").read_bytes()[:300])
     assert_clean_error(
-        run_lmforge("import", "hf", "--src", src, "--out", tmp_path / "run"), "model.safetensors"
+        cli("import", "hf", "--src", src, "--out", tmp_path / "run"), "model.safetensors"
     )
     assert not (tmp_path / "run").exists()

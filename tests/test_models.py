@@ -23,6 +23,26 @@ from lmforge.models import (
 from lmforge.models.gpt import GPT, GPTConfig, LlamaConfig
 from lmforge.models.info import model_info
 
+
+def cli(*args):
+    """`lmforge ARGS` run in this process (no interpreter start-up per call), as a
+    CompletedProcess so that conftest's assert_clean_error applies."""
+    import contextlib
+    import io
+    import subprocess
+
+    from lmforge.cli.main import main
+
+    out, err = io.StringIO(), io.StringIO()
+    rc = 0
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            main([str(a) for a in args])
+        except SystemExit as e:
+            rc = e.code or 0
+    return subprocess.CompletedProcess(args, rc, out.getvalue(), err.getvalue())
+
+
 SMALL = dict(vocab_size=97, block_size=32, n_layer=2, n_head=4, d_model=32, init_std=0.2)
 
 
@@ -206,21 +226,22 @@ def test_bad_weight_files_name_the_file(tmp_path):
 
 
 def test_cli_model_info(tmp_path):
-    r = run_lmforge("model", "info", "cpu-small", "--arch", "llama", "--json")
+    r = cli("model", "info", "cpu-small", "--arch", "llama", "--json")
     assert r.returncode == 0, r.stderr
     info = json.loads(r.stdout)
     assert info["model"] == "llama-cpu-small" and info["params"] > 1_000_000
-    r = run_lmforge("model", "info", "gpt3-175b")
+    r = cli("model", "info", "gpt3-175b")
     assert r.returncode == 0, r.stderr
     assert "174,604,259,328" in r.stdout and "activations not included" in r.stdout
 
 
 def test_cli_model_info_errors(tmp_path):
+    # One real subprocess: the exit code and the single stderr line end to end.
     assert_clean_error(run_lmforge("model", "info", "gpt7"), "unknown preset", "gpt2-xl")
     path = save_model(make("gpt"), tmp_path / "model.safetensors")
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(path.read_bytes()[:100])
-    assert_clean_error(run_lmforge("model", "info", str(bad)), "bad.safetensors")
+    assert_clean_error(cli("model", "info", str(bad)), "bad.safetensors")
 
 
 @pytest.mark.slow

@@ -22,7 +22,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "LlamaForCausalLM, BERT -> BertForMaskedLM. Reads RUN/latest (or --checkpoint) and "
         "RUN/tokenizer.",
     )
-    hf.add_argument("--run", required=True, help="run folder (with latest, checkpoints/, tokenizer/)")
+    hf.add_argument(
+        "--run", required=True, help="run folder (with latest, checkpoints/, tokenizer/)"
+    )
     hf.add_argument("--out", required=True, help="folder to write")
     hf.add_argument("--checkpoint", help="checkpoint folder name, e.g. step_1000 (default: latest)")
     hf.add_argument(

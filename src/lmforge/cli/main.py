@@ -64,6 +64,13 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         print("lmforge: interrupted", file=sys.stderr)
         sys.exit(130)
+    except BrokenPipeError:
+        # `lmforge ... | head` closed the pipe: not an error. Point stdout at
+        # devnull so the interpreter's final flush does not raise again.
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(0)
     sys.exit(rc or 0)
 
 

@@ -34,7 +34,11 @@ from ..common import LmforgeError, atomic_write_text
 from ..config import to_dict
 from ..models.gpt import GPT, GPTConfig, LlamaConfig
 
-HF_CLASS = {"gpt2": "GPT2LMHeadModel", "openai-gpt": "OpenAIGPTLMHeadModel", "llama": "LlamaForCausalLM"}
+HF_CLASS = {
+    "gpt2": "GPT2LMHeadModel",
+    "openai-gpt": "OpenAIGPTLMHeadModel",
+    "llama": "LlamaForCausalLM",
+}
 DTYPES = ("float32", "bfloat16", "float16")
 
 
@@ -43,7 +47,7 @@ DTYPES = ("float32", "bfloat16", "float16")
 
 
 def hf_model_type(cfg: GPTConfig) -> str:
-    """"gpt2", "openai-gpt" or "llama" for a config; LmforgeError when none computes the same."""
+    """ "gpt2", "openai-gpt" or "llama" for a config; LmforgeError when none computes the same."""
     if cfg.norm == "rmsnorm" and cfg.mlp == "swiglu" and cfg.pos == "rope" and cfg.prenorm:
         return "llama"
     if cfg.norm == "layernorm" and cfg.pos == "learned" and cfg.kv_heads == cfg.n_head:
@@ -148,10 +152,14 @@ def from_hf_config(hf: dict[str, Any], where: str = "config.json") -> tuple[str,
         d = need("n_embd")
         if kind == "gpt2":
             act = hf.get("activation_function", "gelu_new")
-            mlp = {"gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "gelu": "gelu"}.get(act)
+            mlp = {"gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "gelu": "gelu"}.get(
+                act
+            )
             refuse(mlp is None, f"activation_function {act!r}")
             refuse(not hf.get("scale_attn_weights", True), "scale_attn_weights=false")
-            refuse(hf.get("scale_attn_by_inverse_layer_idx", False), "scale_attn_by_inverse_layer_idx")
+            refuse(
+                hf.get("scale_attn_by_inverse_layer_idx", False), "scale_attn_by_inverse_layer_idx"
+            )
             refuse(hf.get("add_cross_attention", False), "add_cross_attention")
             d_ff = hf.get("n_inner") or 4 * d
         else:
@@ -271,10 +279,11 @@ def from_hf_state_dict(hf: dict[str, Any], cfg: GPTConfig, where: str) -> dict[s
 
     def take(name: str) -> torch.Tensor:
         if name not in hf:
-            raise LmforgeError(f"{where}: missing tensor {name!r}; the weights do not match config.json")
+            raise LmforgeError(
+                f"{where}: missing tensor {name!r}; the weights do not match config.json"
+            )
         return hf[name].float()
 
-    H, Hkv, hd, ff = cfg.n_head, cfg.kv_heads, cfg.head_dim, cfg.ffn_hidden
     sd: dict[str, torch.Tensor] = {}
     if kind == "llama":
         sd["tok_emb.weight"] = take("model.embed_tokens.weight")
@@ -362,7 +371,9 @@ def read_hf_weights(src: Path) -> dict[str, Any]:
         try:
             tensors.update(load_file(str(f)))
         except Exception as e:
-            raise LmforgeError(f"{f}: truncated or corrupted safetensors file ({_short(e)})") from None
+            raise LmforgeError(
+                f"{f}: truncated or corrupted safetensors file ({_short(e)})"
+            ) from None
     return tensors
 
 
@@ -485,12 +496,16 @@ def export_run(
 def import_hf(src: str | Path, out: str | Path, *, force: bool = False) -> Path:
     """`lmforge import hf`: a transformers folder as an lmforge run at step 0.
 
-    Writes ``checkpoints/step_0/model.safetensors``, ``latest``, ``tokenizer/`` and a
-    ``config.yaml`` describing the model, through a temporary folder.
+    Writes ``checkpoints/step_0/`` (``model.safetensors`` and the trainer's
+    bookkeeping, so `lmforge sample` and evaluation open it like any checkpoint),
+    ``latest``, ``tokenizer/`` and a ``config.yaml`` describing the model, through a
+    temporary folder. The optimizer state is empty: fine-tune from the weights, do
+    not ``--resume`` the import.
     """
     import yaml
 
     from ..models import save_model
+    from ..train.checkpoint import save_checkpoint
     from .hf_tokenizer import read_hf_tokenizer
 
     src, out = Path(src), Path(out)
@@ -519,9 +534,14 @@ def import_hf(src: str | Path, out: str | Path, *, force: bool = False) -> Path:
     if tmp.exists():
         shutil.rmtree(tmp)
     try:
-        save_model(model, tmp / "checkpoints" / "step_0" / "model.safetensors")
         tokenizer.save(tmp / "tokenizer")
-        atomic_write_text(tmp / "latest", "step_0\n")
+        save_checkpoint(
+            tmp,
+            0,
+            write_weights=lambda path: save_model(model, path),
+            optimizer_state={},
+            trainer_state={"tokenizer_hash": tokenizer.hash, "imported_from": str(src)},
+        )  # also writes `latest`
         description = {
             "arch": arch,
             "model": to_dict(cfg),

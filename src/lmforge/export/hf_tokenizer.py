@@ -133,4 +133,3 @@ def _convert_with_transformers(d: Path):
         return hf.backend_tokenizer
     except Exception as e:
         raise LmforgeError(f"{d}: no usable tokenizer ({' '.join(str(e).split())[:200]})") from None
-

@@ -59,7 +59,9 @@ class KVCache:
         pads = torch.tensor(pad_lens, device=device)[:, None]  # (B, 1)
         self._key_ok = cols[None, :] >= pads  # (B, max_T)
         self._position_ids = (cols[None, :] - pads).clamp_min(0)  # (B, max_T)
-        self._causal = torch.ones(self.max_len, self.max_len, dtype=torch.bool, device=device).tril()
+        self._causal = torch.ones(
+            self.max_len, self.max_len, dtype=torch.bool, device=device
+        ).tril()
 
     @property
     def padded(self) -> bool:

@@ -40,9 +40,7 @@ class SamplingConfig:
         if not 0.0 < self.top_p <= 1.0:
             raise ConfigError("top_p", f"must be in (0, 1], got {self.top_p}")
         if self.repetition_penalty <= 0.0:
-            raise ConfigError(
-                "repetition_penalty", f"must be > 0, got {self.repetition_penalty}"
-            )
+            raise ConfigError("repetition_penalty", f"must be > 0, got {self.repetition_penalty}")
         if any(s == "" for s in self.stop_strings):
             raise ConfigError("stop_strings", "an empty stop string would stop at once")
 

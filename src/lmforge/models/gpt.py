@@ -101,7 +101,8 @@ class GPTConfig:
             )
         if self.n_head % self.kv_heads:
             raise ConfigError(
-                "n_kv_head", f"n_head ({self.n_head}) must be divisible by n_kv_head ({self.kv_heads})"
+                "n_kv_head",
+                f"n_head ({self.n_head}) must be divisible by n_kv_head ({self.kv_heads})",
             )
         if self.pos == "rope" and self.head_dim % 2:
             raise ConfigError(
@@ -122,9 +123,7 @@ class LlamaConfig(GPTConfig):
     )
     pos: str = field_("rope", help="positions: learned absolute or rotary", choices=POSITIONS)
     bias: bool = field_(False, help="biases in linear and LayerNorm layers")
-    tie_embeddings: bool = field_(
-        False, help="share the token embedding with the output layer"
-    )
+    tie_embeddings: bool = field_(False, help="share the token embedding with the output layer")
 
 
 def _norm(cfg: GPTConfig) -> nn.Module:
@@ -162,8 +161,10 @@ def rope_tables(head_dim: int, length: int, theta: float) -> tuple[torch.Tensor,
     rotate_half is folded into the first half of ``sin`` so that applying RoPE is
     one roll, one multiply and one fused multiply-add.
     """
-    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
-    freqs = torch.arange(length, dtype=torch.float32)[:, None] * inv_freq[None, :]  # (T, hd/2)
+    steps = torch.arange(0, head_dim, 2, dtype=torch.float32, device="cpu")
+    inv_freq = 1.0 / (theta ** (steps / head_dim))
+    positions = torch.arange(length, dtype=torch.float32, device="cpu")
+    freqs = positions[:, None] * inv_freq[None, :]  # (T, hd/2)
     cos = torch.cat([freqs.cos(), freqs.cos()], dim=-1)
     sin = torch.cat([-freqs.sin(), freqs.sin()], dim=-1)
     return cos, sin
@@ -271,8 +272,18 @@ class GPT(nn.Module):
         super().__init__()
         config.validate()
         self.config = cfg = config
-        self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.d_model)
-        self.pos_emb = nn.Embedding(cfg.block_size, cfg.d_model) if cfg.pos == "learned" else None
+        # Tables start empty (`_weight`): reset_parameters fills them, and on the meta
+        # device nn.Embedding's own normal_ init would import torch's compiler stack.
+        self.tok_emb = nn.Embedding(
+            cfg.vocab_size, cfg.d_model, _weight=torch.empty(cfg.vocab_size, cfg.d_model)
+        )
+        self.pos_emb = (
+            nn.Embedding(
+                cfg.block_size, cfg.d_model, _weight=torch.empty(cfg.block_size, cfg.d_model)
+            )
+            if cfg.pos == "learned"
+            else None
+        )
         self.drop = nn.Dropout(cfg.dropout) if cfg.dropout > 0 else None
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
         # Post-norm blocks end in a norm already (GPT-1 has no final LayerNorm).
@@ -281,13 +292,19 @@ class GPT(nn.Module):
         if cfg.tie_embeddings:
             self.lm_head.weight = self.tok_emb.weight
         if cfg.pos == "rope":
-            cos, sin = rope_tables(cfg.head_dim, cfg.block_size, cfg.rope_theta)
+            # Computed on the CPU in float32 (exactly as the reference does), then moved.
+            device = self.tok_emb.weight.device
+            cos, sin = (
+                t.to(device) for t in rope_tables(cfg.head_dim, cfg.block_size, cfg.rope_theta)
+            )
             # (block_size, 1, hd): a slice broadcasts over heads as it is.
             self.register_buffer("rope_cos", cos[:, None], persistent=False)
             self.register_buffer("rope_sin", sin[:, None], persistent=False)
         else:
             self.rope_cos = self.rope_sin = None
-        self.reset_parameters()
+        # On the meta device (sizes only, `lmforge model info`) there is nothing to fill.
+        if self.tok_emb.weight.device.type != "meta":
+            self.reset_parameters()
 
     @torch.no_grad()
     def reset_parameters(self) -> None:

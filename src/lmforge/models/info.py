@@ -77,7 +77,8 @@ def model_info(arch: str, cfg: Any) -> dict[str, Any]:
             "formula": "6*N (no attention term)",
         }
     info["train_memory_bytes"] = {
-        mode: {part: b * total for part, b in parts.items()} | {"total": sum(parts.values()) * total}
+        mode: {part: b * total for part, b in parts.items()}
+        | {"total": sum(parts.values()) * total}
         for mode, parts in TRAIN_BYTES.items()
     }
     info["activations_included"] = False
@@ -117,7 +118,9 @@ def format_info(name: str, info: dict[str, Any], published: float | None = None)
     )
     for mode, label in (("fp32", "fp32"), ("bf16", "bf16 mixed")):
         m = info["train_memory_bytes"][mode]
-        parts = ", ".join(f"{k.replace('_', ' ')} {_bytes(v)}" for k, v in m.items() if k != "total")
+        parts = ", ".join(
+            f"{k.replace('_', ' ')} {_bytes(v)}" for k, v in m.items() if k != "total"
+        )
         lines.append(f"train memory  {label}: {_bytes(m['total'])} = {parts}")
     lines.append("              AdamW; activations not included (batch- and length-dependent)")
     serve = f"inference     bf16 weights {_bytes(info['inference_weights_bytes_bf16'])}"

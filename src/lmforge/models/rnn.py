@@ -196,9 +196,10 @@ class RNNLM(nn.Module):
                     nn.init.normal_(sub.weight, std=0.02)
                     nn.init.zeros_(sub.bias)
 
-    def num_params(self) -> int:
-        """Parameters, counting a tied embedding once."""
-        return sum(p.numel() for p in self.parameters())
+    def num_params(self, non_embedding: bool = False) -> int:
+        """Parameter count (tied weights once); non_embedding drops the token table."""
+        n = sum(p.numel() for p in self.parameters())
+        return n - self.tok_emb.weight.numel() if non_embedding else n
 
     def init_state(
         self,

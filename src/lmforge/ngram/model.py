@@ -49,7 +49,7 @@ class NgramModel:
         self.meta = dict(meta or {})
         self.unlisted_logbo = float(unlisted_logbo)
         self._unigram_rank: np.ndarray | None = None
-        self._unigram_position: np.ndarray | None = None
+        self._by_probability: list[np.ndarray] | None = None
 
     # -- basic facts ----------------------------------------------------------
     @property
@@ -180,13 +180,17 @@ class NgramModel:
             self._unigram_rank = np.lexsort((np.arange(self.vocab_size), -self.logp[0]))
         return self._unigram_rank
 
-    def unigram_position(self) -> np.ndarray:
-        """Position of each word id in `unigram_rank()` (its inverse permutation); cached."""
-        if self._unigram_position is None:
-            pos = np.empty(self.vocab_size, dtype=np.int64)
-            pos[self.unigram_rank()] = np.arange(self.vocab_size)
-            self._unigram_position = pos
-        return self._unigram_position
+    def children_by_probability(self, n: int) -> np.ndarray:
+        """Indices of the order-n entries with each context's slice re-sorted by falling
+        probability (ties by word id): entries lo..hi of it are the continuations of
+        one context, best first. Built for every order on first use (for suggestions)."""
+        if self._by_probability is None:
+            self._by_probability = [np.arange(self.vocab_size)]
+            for m in range(2, self.order + 1):
+                parent = self.keys[m - 1] // self.vocab_size
+                perm = np.lexsort((-self.logp[m - 1], parent))  # stable: ties keep word order
+                self._by_probability.append(perm.astype(np.int32))
+        return self._by_probability[n - 1]
 
     # -- files ----------------------------------------------------------------
     def save(self, path: str | Path) -> Path:

@@ -120,6 +120,7 @@ def run_terminal(model: NgramModel, tokenize: Tokenize, k: int, fd: int, out: Te
 
 def run_repl(model: NgramModel, tokenize: Tokenize, k: int = 5, line_mode: bool = False) -> int:
     """Key-by-key on an interactive POSIX terminal, else line by line from stdin."""
+    suggest_next(model, [], 1)  # builds the probability-ordered indexes once, up front
     interactive = sys.stdin.isatty() and sys.stdout.isatty() and os.name == "posix"
     if interactive and not line_mode:
         return run_terminal(model, tokenize, k, sys.stdin.fileno(), sys.stdout)
