@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> None:
         # `lmforge` or `lmforge <verb>` without a sub-verb: show the relevant help.
         helper = getattr(args, "help_parser", parser)
         helper.print_help()
-        sys.exit(0 if args.verb is None else 2)
+        sys.exit(0)
     try:
         rc = func(args)
     except LmforgeError as e:

@@ -157,7 +157,7 @@ class _Run:
 
     def _logits(self, ids: torch.Tensor, cache) -> torch.Tensor:
         logits, _ = self.model(ids, kv_cache=cache, **self.last_only)
-        return logits[:, -1]  # (B, V)
+        return logits.select(1, -1)  # (B, V)
 
     def _accept(self, row: int, out: list[int], token: int) -> str | None:
         """Record `token` for a row; returns a finish reason when the row is done."""

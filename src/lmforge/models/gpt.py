@@ -191,16 +191,17 @@ class Attention(nn.Module):
 
     def forward(self, x, B: int, T: int, cos, sin, kv, start: int, mask, is_causal: bool):
         # x: (B*T, C). narrow/split/view rather than [..] indexing: at batch 1 a decode
-        # step is dispatch-bound, and these are the cheapest way to take views.
+        # step is dispatch-bound, and these are the cheapest ways to take views.
         H, Hkv = self.n_head, self.n_kv_head
         qkv = self.qkv(x).view(B, T, H + 2 * Hkv, self.head_dim)  # (B, T, H+2Hkv, hd)
+        # split, not narrow: its backward concatenates the gradients instead of
+        # adding zero-padded copies of them.
         if self.rope:
+            qk, v = qkv.split((H + Hkv, Hkv), dim=2)
             # Rotate q and k together: one set of ops for both.
-            qk = apply_rope(qkv.narrow(2, 0, H + Hkv), cos, sin)  # (B, T, H+Hkv, hd)
-            q, k = qk.narrow(2, 0, H), qk.narrow(2, H, Hkv)
+            q, k = apply_rope(qk, cos, sin).split((H, Hkv), dim=2)  # (B, T, h, hd)
         else:
-            q, k = qkv.narrow(2, 0, H), qkv.narrow(2, H, Hkv)
-        v = qkv.narrow(2, H + Hkv, Hkv)
+            q, k, v = qkv.split((H, Hkv, Hkv), dim=2)
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, h, T, hd)
         if kv is not None:
             k_cache, v_cache = kv  # (B, Hkv, max_T, hd), written in place
@@ -396,7 +397,7 @@ class GPT(nn.Module):
             x = self.drop(x)
         is_causal = mask is None and start == 0 and T > 1
         # The residual stream is kept 2-D, (B*T, C): each linear is then a single matmul.
-        x = x.view(B * T, -1)
+        x = x.reshape(B * T, -1)
         layers = kv_cache.layers if kv_cache is not None else None
         for i, block in enumerate(self.blocks):
             kv = layers[i] if layers is not None else None

@@ -66,10 +66,11 @@ def model_info(arch: str, cfg: Any) -> dict[str, Any]:
             "formula": "6*N_matmul + 12*n_layer*d_attn*T (Kaplan et al. 2020; PaLM app. B)",
             "n_matmul": matmul,
         }
-        head_dim = d_model // n_head
-        kv_heads = getattr(cfg, "n_kv_head", 0) or n_head
-        # Keys and values for every layer, per token, in bf16.
-        info["kv_cache_bytes_per_token_bf16"] = 2 * n_layer * kv_heads * head_dim * 2
+        if hasattr(model, "new_kv_cache"):
+            head_dim = d_model // n_head
+            kv_heads = getattr(cfg, "n_kv_head", 0) or n_head
+            # Keys and values for every layer, per token, in bf16.
+            info["kv_cache_bytes_per_token_bf16"] = 2 * n_layer * kv_heads * head_dim * 2
     else:
         info["flops_per_token"] = {
             "train": 6 * total,

@@ -189,7 +189,7 @@ def train(
     if device.startswith("cuda"):
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    amp_dtype = resolve_dtype(cfg.dtype, device)
+    amp_dtype = resolve_dtype(cfg.dtype, device, model)
     run = Path(run_dir) if run_dir is not None else None
     writes = run is not None and ctx.is_main
 

@@ -1,0 +1,267 @@
+"""Training throughput on CPU: lmforge's loop + LLaMA vs `transformers` LlamaForCausalLM.
+
+Same config (untied embeddings, d_ff = 4 d, vocab 65 as character-level
+Shakespeare), same batch, same dtype (fp32), same fused AdamW. lmforge runs
+through its real training loop (`lmforge.train.loop.train`, clipping and NaN
+guard included) on a fixed batch; the peer runs the plain loop a `transformers`
+user writes (forward with labels, backward, step, zero_grad). Two sizes:
+
+* nanoGPT's CPU size: d_model 128, 4 layers, 4 heads, context 64, batch 12;
+* 14.2M parameters: d_model 384, 6 layers, 6 heads, context 256, batch 16.
+
+Also lmforge's default CPU recipe (`--dtype auto`: bf16 autocast where the CPU
+has bf16 instructions) and the same with torch.compile, each against HF fp32,
+and model FLOPs utilisation against a 2048² matmul rate measured in the same
+run (fp32 for fp32 rows, bf16 for bf16 rows).
+
+    .venv/bin/python benchmarks/train_cpu.py            # both sizes, ~5-10 min
+    .venv/bin/python benchmarks/train_cpu.py --quick    # smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from _bench import print_table, write_result  # noqa: E402
+
+# Scripts here are named after what they measure (e.g. tokenizers.py): keep this folder
+# off the import path so that it cannot shadow the packages of the same name.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
+
+SIZES = {
+    "nanogpt-cpu": dict(d=128, layers=4, heads=4, ctx=64, batch=12),
+    "14m": dict(d=384, layers=6, heads=6, ctx=256, batch=16),
+}
+VOCAB = 65
+
+
+def matmul_rate(dtype: torch.dtype, n: int = 2048, reps: int = 5) -> float:
+    """Median GFLOP/s of an n×n matmul in `dtype` (the machine's reference rate)."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    for _ in range(2):
+        a @ b
+    times = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - t)
+    return 2 * n**3 / statistics.median(times) / 1e9
+
+
+def lmforge_model(s: dict):
+    from lmforge.models import build_model, get_preset
+
+    _, mc = get_preset("cpu-small", "llama")
+    mc = dataclasses.replace(
+        mc,
+        vocab_size=VOCAB,
+        block_size=s["ctx"],
+        n_layer=s["layers"],
+        n_head=s["heads"],
+        d_model=s["d"],
+        d_ff=4 * s["d"],
+        tie_embeddings=False,
+        dropout=0.0,
+    )
+    return build_model("llama", mc)
+
+
+def hf_model(s: dict):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    cfg = LlamaConfig(
+        vocab_size=VOCAB,
+        hidden_size=s["d"],
+        intermediate_size=4 * s["d"],
+        num_hidden_layers=s["layers"],
+        num_attention_heads=s["heads"],
+        num_key_value_heads=s["heads"],
+        max_position_embeddings=s["ctx"],
+        rms_norm_eps=1e-6,
+        tie_word_embeddings=False,
+        attn_implementation="sdpa",
+    )
+    return LlamaForCausalLM(cfg)
+
+
+def flops_per_token(model: torch.nn.Module, s: dict) -> float:
+    """6 N (matmul weights, embedding lookup excluded) + 12 L d T (attention scores), PaLM's."""
+    n = sum(p.numel() for name, p in model.named_parameters() if "emb" not in name)
+    return 6 * n + 12 * s["layers"] * s["d"] * s["ctx"]
+
+
+def batch(s: dict, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randint(0, VOCAB, (s["batch"], s["ctx"]), generator=g)
+    y = torch.randint(0, VOCAB, (s["batch"], s["ctx"]), generator=g)
+    return x, y
+
+
+def time_hf(s: dict, warmup: int, steps: int, windows: int) -> float:
+    """Median tokens/s of the plain HF training loop over `windows` windows of `steps`."""
+    torch.manual_seed(0)
+    model = hf_model(s).train()
+    x, _ = batch(s)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
+
+    def step():
+        loss = model(input_ids=x, labels=x).loss
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    for _ in range(warmup):
+        step()
+    rates = []
+    for _ in range(windows):
+        t = time.perf_counter()
+        for _ in range(steps):
+            step()
+        rates.append(x.numel() * steps / (time.perf_counter() - t))
+    return statistics.median(rates)
+
+
+class TimedBatches:
+    """The same batch every step, with the time each step asked for it (step boundaries)."""
+
+    def __init__(self, xy):
+        self.xy, self.stamps = xy, []
+
+    def next_batch(self):
+        self.stamps.append(time.perf_counter())
+        return self.xy
+
+    def state_dict(self):
+        return {}
+
+    def load_state_dict(self, state):
+        pass
+
+
+def time_lmforge(
+    s: dict, dtype: str, compile_: bool, warmup: int, steps: int, windows: int
+) -> tuple[float, float, torch.nn.Module]:
+    """(median tokens/s, warm-up seconds incl. compile, model) through lmforge's loop."""
+    from lmforge.train.causal_lm import CausalLMObjective
+    from lmforge.train.config import TrainConfig
+    from lmforge.train.loop import train
+
+    torch.manual_seed(0)
+    model = lmforge_model(s)
+    src = TimedBatches(batch(s))
+    total = warmup + steps * windows + 1
+    cfg = TrainConfig(
+        batch_size=s["batch"],
+        max_steps=total,
+        lr=1e-4,
+        min_lr=1e-5,
+        warmup=0,
+        dtype=dtype,
+        compile=compile_,
+        eval_every=0,
+        save_every=0,
+        log_every=total,
+        device="cpu",
+        parallel="none",
+    )
+    t0 = time.perf_counter()
+    train(model, CausalLMObjective(), src, cfg, run_dir=None)
+    st = src.stamps  # st[k] = start of step k+1; st[-1] = start of the last step
+    rates = [
+        s["batch"] * s["ctx"] * steps / (st[warmup + (w + 1) * steps] - st[warmup + w * steps])
+        for w in range(windows)
+    ]
+    return statistics.median(rates), st[warmup] - t0, model
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", default=",".join(SIZES), help="comma list of " + ", ".join(SIZES))
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
+    ap.add_argument("--steps", type=int, default=0, help="steps per timed window (0: by size)")
+    ap.add_argument("--windows", type=int, default=3, help="timed windows; the median is kept")
+    ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile rows")
+    ap.add_argument("--quick", action="store_true", help="smoke run: tiny windows, first size")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    sizes = args.sizes.split(",")[:1] if args.quick else args.sizes.split(",")
+    windows = 1 if args.quick else args.windows
+
+    from lmforge.train.precision import resolve_dtype
+
+    peak = {"fp32": matmul_rate(torch.float32), "bf16": matmul_rate(torch.bfloat16)}
+    print(
+        f"2048² matmul: fp32 {peak['fp32']:,.0f} GFLOP/s, bf16 {peak['bf16']:,.0f} GFLOP/s; "
+        f"threads {torch.get_num_threads()}"
+    )
+    rows, results = [], []
+    for name in sizes:
+        s = SIZES[name]
+        steps = args.steps or (2 if args.quick else (20 if name == "nanogpt-cpu" else 4))
+        warmup = 1 if args.quick else 3
+        hf = time_hf(s, warmup, steps, windows)
+        # lmforge's default recipe: --dtype auto for this model on this CPU.
+        auto = "bf16" if resolve_dtype("auto", "cpu", lmforge_model(s)) is not None else "fp32"
+        variants = [("lmforge", "fp32", False), ("lmforge default", auto, False)]
+        if not args.no_compile:
+            variants += [
+                ("lmforge compiled", "fp32", True),
+                ("lmforge default compiled", auto, True),
+            ]
+        fpt = flops_per_token(hf_model(s), s)
+        rows.append([name, "HF LlamaForCausalLM", "fp32", f"{hf:,.0f}", "1.00", "-",
+                     f"{100 * hf * fpt / 1e9 / peak['fp32']:.1f}%"])  # fmt: skip
+        entry = {"size": name, **s, "vocab": VOCAB, "hf_fp32_tok_s": hf, "flops_per_token": fpt,
+                 "auto_dtype": auto}  # fmt: skip
+        entry["rows"] = []
+        for label, dtype, comp in variants:
+            rate, warm_s, model = time_lmforge(s, dtype, comp, warmup, steps, windows)
+            mfu = rate * flops_per_token(model, s) / 1e9 / peak[dtype]
+            rows.append([name, label, dtype, f"{rate:,.0f}", f"{rate / hf:.2f}", f"{warm_s:.0f}",
+                         f"{100 * mfu:.1f}%"])  # fmt: skip
+            entry["rows"].append(
+                {
+                    "impl": label,
+                    "dtype": dtype,
+                    "compile": comp,
+                    "tok_s": rate,
+                    "vs_hf_fp32": rate / hf,
+                    "warmup_s": warm_s,
+                    "mfu": mfu,
+                }  # fmt: skip
+            )
+            entry[label.replace(" ", "_") + "_vs_hf"] = rate / hf
+        entry["params"] = sum(p.numel() for p in lmforge_model(s).parameters())
+        results.append(entry)
+    print_table(["size", "impl", "dtype", "tok/s", "× HF fp32", "warm-up s", "MFU"], rows)
+    ratios = ", ".join(
+        f"{r['size']}: fp32 {r['lmforge_vs_hf']:.2f}×, default recipe "
+        f"{r['lmforge_default_vs_hf']:.2f}×"
+        + (
+            f" (compiled {r['lmforge_default_compiled_vs_hf']:.2f}×)"
+            if "lmforge_default_compiled_vs_hf" in r
+            else ""
+        )  # fmt: skip
+        for r in results
+    )
+    print(f"ratio lmforge / HF fp32 tokens/s — {ratios}")
+    if not args.quick:
+        path = write_result(
+            "train_cpu",
+            {"matmul_gflops": peak, "threads": torch.get_num_threads(), "results": results},
+        )
+        print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
