@@ -14,7 +14,10 @@ reads every weight once, so the vocabulary's share of the weights (the output
 layer) sets how much of a step is memory-bound matrix-vector work, the same for
 both, and how much is per-step overhead, where the two differ.
 
-    .venv/bin/python benchmarks/generate.py [--sizes small 14m] [--vocab 4096] [--repeats 5]
+`--sizes tiny` adds llama-tiny (d_model 64, 2 layers, its 512-token vocabulary),
+small enough that a step is almost all per-step overhead.
+
+    .venv/bin/python benchmarks/generate.py [--sizes small 14m tiny] [--vocab 4096] [--repeats 5]
 """
 
 from __future__ import annotations
@@ -33,7 +36,13 @@ from _bench import print_table, write_result  # noqa: E402
 # shadowing the real packages that transformers imports.
 sys.path[:] = [p for p in sys.path if p not in (_HERE, "")]
 
-SIZES = {"small": ("llama-cpu-small", 16), "14m": ("llama-cpu-14m", 32)}
+# size -> (preset, prompt tokens, fixed vocabulary or None for --vocab)
+SIZES = {
+    "small": ("llama-cpu-small", 16, None),
+    "14m": ("llama-cpu-14m", 32, None),
+    "tiny": ("llama-tiny", 16, 512),
+}
+DEFAULT_SIZES = ["small", "14m"]
 
 
 def bench_size(name: str, repeats: int, vocab: int) -> dict:
@@ -47,9 +56,9 @@ def bench_size(name: str, repeats: int, vocab: int) -> dict:
     from lmforge.inference import SamplingConfig, generate
     from lmforge.models import build_model, get_preset
 
-    preset, prompt_len = SIZES[name]
+    preset, prompt_len, fixed_vocab = SIZES[name]
     arch, cfg = get_preset(preset)
-    cfg = dataclasses.replace(cfg, vocab_size=vocab)
+    cfg = dataclasses.replace(cfg, vocab_size=fixed_vocab or vocab)
     torch.manual_seed(0)
     model = build_model(arch, cfg).eval()
     new_tokens = cfg.block_size - prompt_len
@@ -77,13 +86,18 @@ def bench_size(name: str, repeats: int, vocab: int) -> dict:
 
     same = run_lmforge() == run_hf()  # also the warm-up
     times: dict[str, list[float]] = {"lmforge": [], "transformers": []}
+    cpu: dict[str, list[float]] = {"lmforge": [], "transformers": []}
     # Interleave the two so that a noisy neighbour on a shared machine hits both alike.
     for _ in range(repeats):
         for label, fn in (("lmforge", run_lmforge), ("transformers", run_hf)):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             fn()
             times[label].append(time.perf_counter() - t0)
+            cpu[label].append(time.process_time() - c0)
     med = {k: statistics.median(v) for k, v in times.items()}
+    # CPU time of this process: with one thread, what the wall time would be on a quiet
+    # machine (preemption by other jobs does not count); with more threads it sums them.
+    cpu_med = {k: statistics.median(v) for k, v in cpu.items()}
     return {
         "size": name,
         "preset": preset,
@@ -94,14 +108,16 @@ def bench_size(name: str, repeats: int, vocab: int) -> dict:
         "lmforge_tok_s": new_tokens / med["lmforge"],
         "transformers_tok_s": new_tokens / med["transformers"],
         "ratio": med["transformers"] / med["lmforge"],
+        "cpu_time_ratio": cpu_med["transformers"] / cpu_med["lmforge"],
         "identical_tokens": same,
         "times_s": times,
+        "cpu_times_s": cpu,
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES))
+    parser.add_argument("--sizes", nargs="+", default=DEFAULT_SIZES, choices=list(SIZES))
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--vocab", type=int, default=4096, help="vocabulary size (default 4096)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
@@ -118,20 +134,35 @@ def main() -> None:
         [
             r["size"],
             f"{r['params'] / 1e6:.1f}M",
+            r["vocab_size"],
             r["new_tokens"],
             r["lmforge_tok_s"],
             r["transformers_tok_s"],
             f"{r['ratio']:.2f}x",
+            f"{r['cpu_time_ratio']:.2f}x",
             "yes" if r["identical_tokens"] else "NO",
         ]
         for r in results
     ]
     print_table(
-        ["size", "params", "new tokens", "lmforge tok/s", "HF tok/s", "ratio", "same tokens"], rows
+        [
+            "size",
+            "params",
+            "vocab",
+            "new tokens",
+            "lmforge tok/s",
+            "HF tok/s",
+            "ratio",
+            "CPU-time ratio",
+            "same tokens",
+        ],
+        rows,
     )
     print(
         "ratio (lmforge / transformers generate, batch 1, greedy, KV cache, fp32 CPU): "
-        + ", ".join(f"{r['size']} {r['ratio']:.2f}x" for r in results)
+        + ", ".join(
+            f"{r['size']} {r['ratio']:.2f}x (CPU time {r['cpu_time_ratio']:.2f}x)" for r in results
+        )
     )
     path = write_result(
         "generate",

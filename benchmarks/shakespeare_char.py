@@ -47,7 +47,7 @@ RECIPES: dict[str, tuple[str, dict, dict]] = {
     "best": (
         "llama",
         dict(n_layer=4, n_head=4, d_model=128, block_size=64, dropout=0.0, tie_embeddings=True),
-        dict(batch_size=32, lr=3e-3, min_lr=3e-4, warmup=50, dtype="fp32", compile=False),
+        dict(batch_size=32, lr=3e-3, min_lr=3e-4, warmup=50, max_steps=500, dtype="fp32"),
     ),
 }
 

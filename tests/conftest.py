@@ -19,7 +19,9 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
-def run_lmforge(*args: str, cwd: Path | None = None, input: str | None = None, timeout: float = 300):
+def run_lmforge(
+    *args: str, cwd: Path | None = None, input: str | None = None, timeout: float = 300
+):
     """Run `python -m lmforge ARGS` in a subprocess; returns CompletedProcess (text mode)."""
     return subprocess.run(
         [sys.executable, "-m", "lmforge", *map(str, args)],

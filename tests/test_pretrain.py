@@ -1,4 +1,5 @@
 """`lmforge pretrain`: exact resume after SIGKILL, kill during a checkpoint write, clean errors."""
+# ruff: noqa: F811 (pytest fixtures imported from test_pretrain_helpers are redefined as arguments)
 
 from __future__ import annotations
 
@@ -25,8 +26,14 @@ KILLED = -signal.SIGKILL
 
 
 def test_run_folder_is_complete(tiny_run):
-    for name in ("config.yaml", "tokenizer/tokenizer.json", "metrics.jsonl", "report.md",
-                 "plots/loss.png", "latest"):
+    for name in (
+        "config.yaml",
+        "tokenizer/tokenizer.json",
+        "metrics.jsonl",
+        "report.md",
+        "plots/loss.png",
+        "latest",
+    ):
         assert (tiny_run / name).exists(), name
     assert any((tiny_run / "tb").iterdir())
     ck = open_checkpoint(latest_checkpoint(tiny_run))

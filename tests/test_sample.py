@@ -1,4 +1,5 @@
 """`lmforge sample`: streams a continuation from a run's latest (or chosen) checkpoint."""
+# ruff: noqa: F811 (pytest fixtures imported from test_pretrain_helpers are redefined as arguments)
 
 from __future__ import annotations
 
@@ -41,4 +42,6 @@ def test_sample_errors_are_one_line(tiny_run, tmp_path, capsys):
     assert_clean_error(cli(capsys, "sample", "--run", tmp_path / "nope"), "no such run folder")
     assert_clean_error(cli(capsys, "sample", "--run", tiny_run, "--step", "5"), "step_5")
     assert_clean_error(cli(capsys, "sample", "--run", tiny_run, "--top-p", "0"), "top_p")
-    assert_clean_error(cli(capsys, "sample", "--run", tiny_run, "--num-samples", "0"), "num_samples")
+    assert_clean_error(
+        cli(capsys, "sample", "--run", tiny_run, "--num-samples", "0"), "num_samples"
+    )

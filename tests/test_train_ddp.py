@@ -4,6 +4,7 @@ Tolerance: per-step training loss within 1e-4 relative (measured ~1e-7: only the
 order of float sums differs between the gloo all-reduce and one process's batch).
 """
 
+# ruff: noqa: F811 (pytest fixtures imported from test_pretrain_helpers are redefined as arguments)
 from __future__ import annotations
 
 import json
@@ -19,7 +20,9 @@ STEPS = ["--max-steps", "8", "--eval-every", "4", "--eval-batches", "2", "--save
 
 def losses(run):
     recs = [json.loads(x) for x in (run / "metrics.jsonl").open()]
-    return [r["loss"] for r in recs if "loss" in r], [r["val_loss"] for r in recs if "val_loss" in r]
+    return [r["loss"] for r in recs if "loss" in r], [
+        r["val_loss"] for r in recs if "val_loss" in r
+    ]
 
 
 def torchrun(*args, extra_env=None):

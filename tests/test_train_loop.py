@@ -263,8 +263,12 @@ def test_stateful_objective_state_is_checkpointed(tmp_path):
 
     run(tmp_path, cfg(max_steps=4, grad_accum=2), objective=Counting())
     obj = Counting()
-    _, res = run(tmp_path, cfg(max_steps=6, grad_accum=2), objective=obj,
-                 resume=find_resume_checkpoint(tmp_path))
+    _, res = run(
+        tmp_path,
+        cfg(max_steps=6, grad_accum=2),
+        objective=obj,
+        resume=find_resume_checkpoint(tmp_path),
+    )
     assert res.step == 6 and obj.seen.item() == 12
 
 

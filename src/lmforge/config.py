@@ -256,7 +256,8 @@ def add_config_args(
             else (f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
         )
         helptext = meta.get("help", "")
-        helptext = f"{helptext} (default: {default!r})" if helptext else f"default: {default!r}"
+        if "default" not in helptext:  # some fields explain their default themselves
+            helptext = f"{helptext} (default: {default!r})" if helptext else f"default: {default!r}"
         kwargs: dict[str, Any] = {"dest": dest, "default": _UNSET, "help": helptext}
         if base is bool:
             kwargs["action"] = argparse.BooleanOptionalAction

@@ -49,8 +49,8 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
     "rnn-cpu-14m": ("rnn", {**_14M, "n_layer": 2, "d_model": 864, "d_embed": 384}),
     # BERT encoders (Devlin et al. 2018: base 110M, large 340M).
     "bert-tiny": ("bert", {**_TINY, "d_ff": 128, "dropout": 0.0}),
-    "bert-cpu-small": ("bert", {**_SMALL, "d_ff": 512}),
-    "bert-cpu-14m": ("bert", {**_14M, "d_ff": 1536}),
+    "bert-cpu-small": ("bert", {**_SMALL, "d_ff": 512, "dropout": 0.0}),
+    "bert-cpu-14m": ("bert", {**_14M, "d_ff": 1536, "dropout": 0.0}),
     "bert-base": ("bert", {**_BERT, "n_layer": 12, "n_head": 12, "d_model": 768, "d_ff": 3072}),
     "bert-large": ("bert", {**_BERT, "n_layer": 24, "n_head": 16, "d_model": 1024, "d_ff": 4096}),
     # GPT-1: post-norm, 512 context, 40478-token BPE.

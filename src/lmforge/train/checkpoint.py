@@ -195,8 +195,9 @@ def open_checkpoint(path: str | Path) -> Checkpoint:
     for name, info in files.items():
         p = folder / name
         if not p.is_file():
-            raise LmforgeError(f"{p}: missing from the checkpoint; delete {folder} to resume "
-                               "from the previous one")
+            raise LmforgeError(
+                f"{p}: missing from the checkpoint; delete {folder} to resume from the previous one"
+            )
         size = p.stat().st_size
         if size != info["bytes"]:
             raise LmforgeError(

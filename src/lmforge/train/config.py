@@ -99,7 +99,9 @@ class PretrainConfig(TrainConfig):
     preset: str = field_("tiny", help="model size preset (see `lmforge.models` presets)")
     data: str = field_("", help="shards folder written by `lmforge data prepare`")
     out: str = field_("", help="run folder to create (or resume)")
-    seq_len: int | None = field_(None, help="training sequence length (default: the model's)", min=2)
+    seq_len: int | None = field_(
+        None, help="training sequence length (default: the model's)", min=2
+    )
     samples: int = field_(3, help="samples written to report.md at the end", min=0)
     sample_tokens: int = field_(64, help="new tokens per report sample", min=1)
     carry_state: bool = field_(

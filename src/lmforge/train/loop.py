@@ -307,8 +307,18 @@ def train(
                 st.nan_skipped = int(bad_total.item())
                 path = None
                 if run is not None:
-                    path = _save(run, st, model, optimizer, objective, batches, ctx, cfg,
-                                 weights_metadata, extra_state)
+                    path = _save(
+                        run,
+                        st,
+                        model,
+                        optimizer,
+                        objective,
+                        batches,
+                        ctx,
+                        cfg,
+                        weights_metadata,
+                        extra_state,
+                    )
                 where = f"; saved {path}" if path else ""
                 raise LmforgeError(
                     f"training stopped at step {st.step}: loss or gradients were NaN/inf for "
@@ -368,8 +378,18 @@ def train(
             # --- checkpoint -----------------------------------------------------------
             due_save = cfg.save_every and st.step % cfg.save_every == 0
             if run is not None and (due_save or stop):
-                _save(run, st, model, optimizer, objective, batches, ctx, cfg,
-                      weights_metadata, extra_state)
+                _save(
+                    run,
+                    st,
+                    model,
+                    optimizer,
+                    objective,
+                    batches,
+                    ctx,
+                    cfg,
+                    weights_metadata,
+                    extra_state,
+                )
                 win_t0 = time.perf_counter()
             if kill_at is not None and str(st.step) == kill_at:
                 os.kill(os.getpid(), signal.SIGKILL)

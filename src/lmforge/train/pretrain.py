@@ -156,7 +156,12 @@ def _run(cfg, ctx, out, train_shards, tok, arch, mcfg, seq_len, ckpt) -> TrainRe
         mode="sequential" if arch == "rnn" and cfg.carry_state else "random",
     )
     val = BatchReader(
-        cfg.data, "val", cfg.batch_size, seq_len, seed=cfg.seed, rank=ctx.rank,
+        cfg.data,
+        "val",
+        cfg.batch_size,
+        seq_len,
+        seed=cfg.seed,
+        rank=ctx.rank,
         world_size=ctx.world_size,
     )
     val_split = val.shards.meta["splits"]["val"]
