@@ -32,10 +32,6 @@ _HERE = str(Path(__file__).resolve().parent)
 sys.path.insert(0, _HERE)
 from _bench import print_table, write_result  # noqa: E402
 
-# Other scripts here are named after libraries (benchmarks/tokenizers.py): keep them from
-# shadowing the real packages that transformers imports.
-sys.path[:] = [p for p in sys.path if p not in (_HERE, "")]
-
 # size -> (preset, prompt tokens, fixed vocabulary or None for --vocab)
 SIZES = {
     "small": ("llama-cpu-small", 16, None),

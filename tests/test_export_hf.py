@@ -242,3 +242,16 @@ def test_cli_import_errors(tmp_path, tokenizer):
         cli("import", "hf", "--src", src, "--out", tmp_path / "run"), "model.safetensors"
     )
     assert not (tmp_path / "run").exists()
+
+
+def test_export_names_a_silently_corrupted_checkpoint(tmp_path, tokenizer):
+    """Same size, one flipped byte in the tensors: the trainer's sha256 catches it."""
+    _hf_tiny("gpt2", tmp_path / "src", tokenizer)
+    run = import_hf(tmp_path / "src", tmp_path / "run")
+    weights = run / "checkpoints" / "step_0" / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-10] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    r = cli("export", "hf", "--run", run, "--out", tmp_path / "out")
+    assert_clean_error(r, "model.safetensors", "corrupted")
+    assert not (tmp_path / "out").exists()

@@ -197,3 +197,20 @@ def test_generate_restores_training_mode():
     model.train()
     generate(model, [[1, 2]], GREEDY)
     assert model.training
+
+
+def test_models_whose_cache_cannot_pad_run_row_by_row():
+    """A cache without left-padding support (an RNN state, say) still serves a batch."""
+    model = make("llama")
+    calls = []
+
+    class NoPadding(type(model)):
+        def new_kv_cache(self, batch_size, max_len, pad_lens=None):
+            calls.append((batch_size, pad_lens))
+            if pad_lens is not None:
+                raise NotImplementedError("no left padding")
+            return super().new_kv_cache(batch_size, max_len)
+
+    model.__class__ = NoPadding
+    assert generate(model, PROMPTS, GREEDY) == [generate(model, [p], GREEDY)[0] for p in PROMPTS]
+    assert calls[0] == (3, [0, 6, 3]) and all(b == 1 for b, _ in calls[1:])

@@ -357,9 +357,16 @@ def read_hf_weights(src: Path) -> dict[str, Any]:
     elif (src / "pytorch_model.bin").is_file():
         f = src / "pytorch_model.bin"
         try:
-            return torch.load(f, map_location="cpu", weights_only=True, mmap=True)
+            try:
+                return torch.load(f, map_location="cpu", weights_only=True, mmap=True)
+            except RuntimeError:
+                # Files from before torch 1.6 (not zip archives) cannot be memory-mapped.
+                return torch.load(f, map_location="cpu", weights_only=True)
         except Exception as e:
-            raise LmforgeError(f"{f}: cannot read the weights ({_short(e)})") from None
+            raise LmforgeError(
+                f"{f}: cannot read the weights ({type(e).__name__}); it is truncated, "
+                "corrupted or holds more than tensors"
+            ) from None
     else:
         raise LmforgeError(
             f"{src}: no model.safetensors, model.safetensors.index.json or pytorch_model.bin"
@@ -461,9 +468,15 @@ def resolve_checkpoint(run: str | Path, checkpoint: str | None = None) -> Path:
                 f"{latest}: not found; {run} is not a run folder with a finished checkpoint"
             )
         checkpoint = latest.read_text(encoding="utf-8").strip()
-    path = run / "checkpoints" / checkpoint / "model.safetensors"
+    folder = run / "checkpoints" / checkpoint
+    path = folder / "model.safetensors"
     if not path.is_file():
         raise LmforgeError(f"{path}: no such checkpoint file")
+    if (folder / "trainer_state.json").is_file():
+        from ..train.checkpoint import open_checkpoint
+
+        # The trainer recorded each file's size and sha256: a damaged file is named here.
+        open_checkpoint(folder)
     return path
 
 

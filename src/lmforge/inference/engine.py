@@ -114,11 +114,7 @@ def generate_full(
         with torch.inference_mode():
             if not use_cache or not hasattr(model, "new_kv_cache"):
                 return [run.no_cache(p, row=i) for i, p in enumerate(prompts)]
-            try:
-                return run.cached(prompts, rows=list(range(len(prompts))))
-            except NotImplementedError:
-                # The model's cache cannot hold left padding (e.g. a recurrent state).
-                return [run.cached([p], rows=[i])[0] for i, p in enumerate(prompts)]
+            return run.cached(prompts, rows=list(range(len(prompts))))
     finally:
         model.train(was_training)
 
@@ -192,7 +188,14 @@ class _Run:
             dtype=torch.long,
             device=self.device,
         )  # (B, T0)
-        cache = self.model.new_kv_cache(B, T0 + budget, pad_lens if any(pad_lens) else None)
+        try:
+            cache = self.model.new_kv_cache(B, T0 + budget, pad_lens if any(pad_lens) else None)
+        except NotImplementedError:
+            if not any(pad_lens):
+                raise
+            # The model's cache cannot hold left padding (e.g. a recurrent state): one row at a
+            # time, each unpadded.
+            return [self.cached([p], [r])[0] for p, r in zip(prompts, rows)]
         logits = self._logits(ids, cache)  # (B, V)
         seen = self._seen(ids, pad_lens, logits.size(-1))
         outs: list[list[int]] = [[] for _ in range(B)]

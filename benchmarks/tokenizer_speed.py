@@ -1,7 +1,7 @@
 """Tokenizers: lmforge against direct `tokenizers` and `sentencepiece` use, and fertility.
 
-    python benchmarks/tokenizers.py [--quick]             # speed: writes results/tokenizers.json
-    python benchmarks/tokenizers.py fertility [--quick]   # tables for docs/tokenizers.md
+    python benchmarks/tokenizer_speed.py [--quick]             # speed: writes results/tokenizers.json
+    python benchmarks/tokenizer_speed.py fertility [--quick]   # tables for docs/tokenizers.md
 
 Speed (one thread on every side, vocab 4096, Tiny Shakespeare + War and Peace):
 (a) byte-level BPE training: lmforge vs the same BpeTrainer used directly;
@@ -24,10 +24,7 @@ os.environ["TOKENIZERS_PARALLELISM"] = "false"
 os.environ["RAYON_NUM_THREADS"] = "1"
 os.environ["RAYON_RS_NUM_THREADS"] = "1"
 
-# This script shares its name with the `tokenizers` library: move its folder to
-# the end of the import path so that `import tokenizers` finds the library.
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE] + [str(_HERE)]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import argparse  # noqa: E402
 import io  # noqa: E402
