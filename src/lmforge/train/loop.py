@@ -224,8 +224,8 @@ def train(
     # On a GPU a host sync stalls the launch queue, so the NaN counters (kept on the
     # device) are read only at log steps there; on a CPU reading them is free.
     check_every = 1 if (device == "cpu" or not fused) else cfg.log_every
-    bad_run = torch.zeros((), device=device)  # consecutive non-finite steps
-    bad_total = torch.zeros((), device=device)
+    bad_run = torch.full((), float(st.nan_consecutive), device=device)  # in a row, now
+    bad_total = torch.full((), float(st.nan_skipped), device=device)
     win_loss = torch.zeros((), device=device)  # sum of finite step losses in this window
     win_good = torch.zeros((), device=device)
     win_metrics: dict[str, torch.Tensor] = {}
@@ -352,7 +352,11 @@ def train(
                 st.nan_consecutive = int(bad_run.item())
                 if metrics:
                     metrics.log(rec)
-                if cfg.max_steps is None and cfg.max_time and tok_per_s:
+                # Without a step budget the bar's total is an estimate (for its ETA).
+                if cfg.max_steps is None and cfg.max_tokens:
+                    per_step = step_tokens * ctx.world_size
+                    bar.total = st.step + math.ceil((cfg.max_tokens - st.tokens_seen) / per_step)
+                elif cfg.max_steps is None and cfg.max_time and dt > 0:
                     steps_per_s = win_steps / dt
                     bar.total = st.step + int((cfg.max_time - st.elapsed_s) * steps_per_s)
                 bar.set_postfix(loss=f"{last_loss:.4f}", tok_s=f"{tok_per_s or 0:,.0f}")
