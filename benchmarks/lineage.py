@@ -5,7 +5,7 @@ Runs `lmforge.eval.lineage.run_lineage` on Tiny Shakespeare and on War and Peace
 writes benchmarks/results/lineage.json and prints one table per corpus whose last
 line is the ratio best neural bpc / best n-gram bpc.
 
-    .venv/bin/python benchmarks/lineage.py --budget-s 90 --threads 2
+    .venv/bin/python benchmarks/lineage.py --budget-s 60 --threads 1
 
 Timings depend on the machine and on whatever else runs on it: the results
 record the machine, the torch thread count and the budget.
@@ -33,8 +33,8 @@ IMG = Path(__file__).resolve().parents[1] / "docs" / "img"
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--budget-s", type=float, default=90.0, help="training seconds per model")
-    ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    ap.add_argument("--budget-s", type=float, default=60.0, help="training seconds per model")
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     ap.add_argument("--out", default="runs/lineage", help="folder for the run folders")
     ap.add_argument("--corpora", nargs="+", default=list(CORPORA), choices=list(CORPORA))
     args = ap.parse_args()

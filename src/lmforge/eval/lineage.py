@@ -100,7 +100,9 @@ def _claim_out(out: Path, overwrite: bool) -> None:
         if not _is_lineage_run(out):
             raise LmforgeError(f"{out}: folder exists and is not a lineage run; choose a new --out")
         if not overwrite:
-            raise LmforgeError(f"{out}: already holds a lineage run; pass --overwrite to replace it")
+            raise LmforgeError(
+                f"{out}: already holds a lineage run; pass --overwrite to replace it"
+            )
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
 

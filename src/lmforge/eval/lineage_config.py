@@ -46,7 +46,11 @@ class LineageConfig:
     )
     gen_tokens: int = field_(100, help="tokens generated for the speed test and sample", min=1)
     temperature: float = field_(0.8, help="sampling temperature of every model's sample", min=0.0)
-    threads: int = field_(2, help="torch CPU threads (recorded with the results)", min=1)
+    threads: int = field_(
+        1,
+        help="torch CPU threads (recorded); more than the free cores makes OpenMP spin and crawl",
+        min=1,
+    )
     seed: int = field_(1337, help="seed of data order, initial weights and sampling")
     overwrite: bool = field_(False, help="replace an existing lineage run at --out")
 

@@ -17,9 +17,7 @@ def table_rows(result: dict[str, Any]) -> list[list[Any]]:
     rows = []
     for m in result["models"]:
         size = f"{m['params']:,} {m['params_unit']}"
-        rows.append(
-            [m["name"], m["family"], size, m["train_s"], m["val_bpc"], m["gen_tok_per_s"]]
-        )
+        rows.append([m["name"], m["family"], size, m["train_s"], m["val_bpc"], m["gen_tok_per_s"]])
     return rows
 
 
@@ -120,7 +118,9 @@ def write_outputs(result: dict[str, Any], out: Path) -> None:
     name = Path(result["corpus"]).name
     atomic_write_text(out / "lineage.json", json.dumps(result, indent=2, ensure_ascii=False) + "\n")
     curve = plot_curves(result, out / "plots" / "val_curve.png", f"{name}: validation vs time")
-    pos = plot_positions(result, out / "plots" / "loss_by_position.png", f"{name}: loss by position")
+    pos = plot_positions(
+        result, out / "plots" / "loss_by_position.png", f"{name}: loss by position"
+    )
     samples = "\n\n".join(
         f"**{m['name']}**\n\n```text\n{m['sample']}\n```" for m in result["models"]
     )
