@@ -20,7 +20,7 @@ WORDS = "the king queen said to my lord and her his good night day come go what 
 def corpus(tmp_path_factory):
     rng = random.Random(0)
     lines = []
-    for i in range(1200):
+    for i in range(600):
         lines.append(" ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 9))).capitalize())
         if i % 7 == 6:
             lines.append("")
@@ -33,8 +33,8 @@ def corpus(tmp_path_factory):
 def lineage_run(corpus, tmp_path_factory):
     out = tmp_path_factory.mktemp("lineage_run") / "out"
     r = run_lmforge(
-        "eval", "lineage", "--corpus", corpus, "--out", out, "--budget-s", "2",
-        "--context", "32", "--gen-tokens", "16", "--eval-every", "10", "--threads", "1",
+        "eval", "lineage", "--corpus", corpus, "--out", out, "--budget-s", "1",
+        "--context", "16", "--gen-tokens", "8", "--eval-every", "5", "--threads", "1",
         "--quiet",
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
@@ -52,11 +52,11 @@ def test_every_model_is_reported_with_sane_numbers(lineage_run):
         # (plus slack for a model trained two seconds).
         assert 0 < m["val_bpc"] < math.log2(result["tokenizer"]["vocab_size"]) + 1, m["name"]
         assert m["params"] > 0 and m["gen_tok_per_s"] > 0 and m["train_s"] > 0
-        assert len(m["val_bits_by_position"]) == 32
+        assert len(m["val_bits_by_position"]) == 16
         assert all(math.isfinite(x) for x in m["val_bits_by_position"])
         assert m["sample"].strip(), m["name"]
         if m["params_unit"] == "parameters":
-            assert m["curve"] and m["train_s"] >= 2.0
+            assert m["curve"] and m["train_s"] >= 1.0
             times = [p["elapsed_s"] for p in m["curve"]]
             assert times == sorted(times)
     for name in ("config.yaml", "report.md", "plots/val_curve.png", "plots/loss_by_position.png"):

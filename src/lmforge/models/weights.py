@@ -31,10 +31,29 @@ def _unwrap(model):
     return getattr(model, "_orig_mod", model)
 
 
+def _deterministic_safetensors(tensors: dict, metadata: dict[str, str]) -> bytes:
+    """safetensors bytes whose header has a fixed key order.
+
+    The Rust writer emits `__metadata__` in hash-map order, which changes from
+    call to call; identical weights must give identical files (exact-resume
+    checks compare checkpoints byte for byte), so the header is re-emitted with
+    sorted keys. Offsets are untouched, so the file stays valid.
+    """
+    from safetensors.torch import save
+
+    raw = save(tensors, metadata=metadata)
+    n = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8 : 8 + n])
+    meta = header.pop("__metadata__", None)
+    ordered = {"__metadata__": dict(sorted(meta.items()))} if meta else {}
+    ordered.update(sorted(header.items()))
+    text = json.dumps(ordered, separators=(",", ":")).encode("utf-8")
+    text += b" " * (-len(text) % 8)  # the format pads the header to 8-byte alignment
+    return len(text).to_bytes(8, "little") + text + raw[8 + n :]
+
+
 def save_model(model, path: str | Path, *, metadata: dict[str, str] | None = None) -> Path:
     """Write `model` to `path` (a file, or a folder to hold model.safetensors), atomically."""
-    from safetensors.torch import save_file
-
     model = _unwrap(model)
     p = Path(path)
     if p.is_dir() or p.suffix == "":
@@ -57,7 +76,7 @@ def save_model(model, path: str | Path, *, metadata: dict[str, str] | None = Non
     }
     tmp = p.with_name(p.name + ".tmp")
     try:
-        save_file(tensors, str(tmp), metadata=meta)
+        tmp.write_bytes(_deterministic_safetensors(tensors, meta))
         os.replace(tmp, p)
     finally:
         if tmp.exists():
