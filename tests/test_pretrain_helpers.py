@@ -120,13 +120,16 @@ def weights(path: Path) -> dict:
 
 
 def assert_same_weights(a: Path, b: Path) -> None:
-    """Bitwise equality of every tensor (file bytes may differ: metadata order is unordered)."""
+    """Bitwise equality of every tensor, and of the files themselves (sorted headers)."""
     import torch
 
     wa, wb = weights(a), weights(b)
     assert sorted(wa) == sorted(wb)
     for k in wa:
         assert torch.equal(wa[k], wb[k]), k
+    fa = a / "model.safetensors" if a.is_dir() else a
+    fb = b / "model.safetensors" if b.is_dir() else b
+    assert fa.read_bytes() == fb.read_bytes()
 
 
 @pytest.fixture(scope="session")

@@ -52,6 +52,20 @@ def _deterministic_safetensors(tensors: dict, metadata: dict[str, str]) -> bytes
     return len(text).to_bytes(8, "little") + text + raw[8 + n :]
 
 
+def write_safetensors(state_dict: dict, path: str | Path, metadata: dict[str, str]) -> None:
+    """Write a state dict as safetensors: tied weights once, byte-identical for equal inputs."""
+    tensors = {}
+    stored: set[tuple[int, tuple[int, ...], tuple[int, ...]]] = set()
+    for name, t in state_dict.items():
+        # Tied weights (the same storage under two names) are written once; load_model re-ties.
+        key = (t.data_ptr(), tuple(t.shape), tuple(t.stride()))
+        if key in stored:
+            continue
+        stored.add(key)
+        tensors[name] = t.detach().to("cpu").contiguous()
+    Path(path).write_bytes(_deterministic_safetensors(tensors, metadata))
+
+
 def save_model(model, path: str | Path, *, metadata: dict[str, str] | None = None) -> Path:
     """Write `model` to `path` (a file, or a folder to hold model.safetensors), atomically."""
     model = _unwrap(model)
@@ -59,15 +73,6 @@ def save_model(model, path: str | Path, *, metadata: dict[str, str] | None = Non
     if p.is_dir() or p.suffix == "":
         p = p / WEIGHTS_FILE
     p.parent.mkdir(parents=True, exist_ok=True)
-    tensors = {}
-    stored: set[tuple[int, tuple[int, ...], tuple[int, ...]]] = set()
-    for name, t in model.state_dict().items():
-        # Tied weights (the same storage under two names) are written once; load_model re-ties.
-        key = (t.data_ptr(), tuple(t.shape), tuple(t.stride()))
-        if key in stored:
-            continue
-        stored.add(key)
-        tensors[name] = t.detach().to("cpu").contiguous()
     meta = {
         "format": "pt",
         META_ARCH: arch_of(model),
@@ -76,7 +81,7 @@ def save_model(model, path: str | Path, *, metadata: dict[str, str] | None = Non
     }
     tmp = p.with_name(p.name + ".tmp")
     try:
-        tmp.write_bytes(_deterministic_safetensors(tensors, meta))
+        write_safetensors(model.state_dict(), tmp, meta)
         os.replace(tmp, p)
     finally:
         if tmp.exists():

@@ -119,19 +119,10 @@ def _weights_meta(inner: nn.Module, extra: dict[str, str] | None) -> dict[str, s
 
 def _write_weights(model: nn.Module, ctx: D.DistContext, sd: dict, extra: dict[str, str] | None):
     """A function writing model.safetensors (rank 0) from the gathered state dict."""
-    from safetensors.torch import save_file
+    from ..models.weights import write_safetensors
 
     def write(path: Path) -> None:
-        inner = D.unwrap(model)
-        tensors, stored = {}, set()
-        for name, t in sd.items():
-            # Tied weights (one storage, two names) are written once, as models.save_model does.
-            key = (t.data_ptr(), tuple(t.shape), tuple(t.stride()))
-            if key in stored:
-                continue
-            stored.add(key)
-            tensors[name] = t.detach().to("cpu").contiguous()
-        save_file(tensors, str(path), metadata=_weights_meta(inner, extra))
+        write_safetensors(sd, path, _weights_meta(D.unwrap(model), extra))
 
     return write
 
