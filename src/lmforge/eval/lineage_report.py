@@ -67,9 +67,12 @@ def plot_curves(result: dict[str, Any], path: Path, title: str) -> Path:
             ax.plot([xs[-1]], [m["val_bpc"]], marker="*", ms=10, color=line.get_color())
         else:
             ax.axhline(m["val_bpc"], ls="--", lw=1, color="gray")
+            # x in axes coordinates (left edge), y in data: the label stays on the plot
+            # whatever the time axis spans.
             ax.annotate(
                 f"{m['name']} ({m['train_s']:.1f} s to build)",
-                (0, m["val_bpc"]),
+                (0.01, m["val_bpc"]),
+                xycoords=ax.get_yaxis_transform(),
                 xytext=(3, 3),
                 textcoords="offset points",
                 fontsize=8,
