@@ -214,12 +214,14 @@ def main() -> None:
         hf = time_hf(s, warmup, steps, windows)
         # lmforge's default recipe: --dtype auto for this model on this CPU.
         auto = "bf16" if resolve_dtype("auto", "cpu", lmforge_model(s)) is not None else "fp32"
-        variants = [("lmforge", "fp32", False), ("lmforge default", auto, False)]
+        # When --dtype auto means fp32 for this model, the default recipe is the fp32 row.
+        variants = [("lmforge", "fp32", False)]
+        if auto != "fp32":
+            variants.append(("lmforge default", auto, False))
         if not args.no_compile:
-            variants += [
-                ("lmforge compiled", "fp32", True),
-                ("lmforge default compiled", auto, True),
-            ]
+            variants.append(("lmforge compiled", "fp32", True))
+            if auto != "fp32":
+                variants.append(("lmforge default compiled", auto, True))
         fpt = flops_per_token(hf_model(s), s)
         rows.append([name, "HF LlamaForCausalLM", "fp32", f"{hf:,.0f}", "1.00", "-",
                      f"{100 * hf * fpt / 1e9 / peak['fp32']:.1f}%"])  # fmt: skip
