@@ -74,3 +74,18 @@ def test_atomic_write_leaves_no_temp(tmp_path):
     atomic_write_text(p, "two")
     assert p.read_text() == "two"
     assert [q.name for q in p.parent.iterdir()] == ["f.txt"]
+
+
+def test_replace_folder_swaps_whole_folders(tmp_path):
+    from lmforge.common import replace_folder
+
+    out, tmp = tmp_path / "out", tmp_path / "tmp"
+    tmp.mkdir()
+    (tmp / "new.txt").write_text("new")
+    replace_folder(tmp, out)  # no old folder
+    assert (out / "new.txt").read_text() == "new" and not tmp.exists()
+    tmp.mkdir()
+    (tmp / "newer.txt").write_text("newer")
+    replace_folder(tmp, out)  # replaces the old one; no leftovers beside it
+    assert [p.name for p in out.iterdir()] == ["newer.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]

@@ -147,6 +147,31 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     os.replace(tmp, p)
 
 
+def replace_folder(tmp: str | Path, out: str | Path) -> None:
+    """Move a finished `tmp` folder to `out`, replacing any old `out`.
+
+    Two renames, so `out` always names a complete folder (the old one or the
+    new one); the old folder is deleted only after the new one is in place and
+    is put back if the second rename fails.
+    """
+    import shutil
+
+    tmp, out = Path(tmp), Path(out)
+    if out.is_dir() and not any(out.iterdir()):
+        out.rmdir()
+    if not out.exists():
+        os.replace(tmp, out)
+        return
+    old = out.parent / f".{out.name}.old-{os.getpid()}"
+    os.replace(out, old)
+    try:
+        os.replace(tmp, out)
+    except BaseException:
+        os.replace(old, out)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
 # ---------------------------------------------------------------------------
 # Seeding, devices, distributed
 

@@ -49,7 +49,7 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
-from ..common import ConfigError, LmforgeError, atomic_write_text, progress
+from ..common import ConfigError, LmforgeError, atomic_write_text, progress, replace_folder
 from ..config import save_config
 from ..tokenizers.pipeline import engine_threads
 from .prepare_config import PrepareConfig
@@ -109,7 +109,7 @@ def prepare(cfg: PrepareConfig) -> dict[str, Any]:
         tok.save(tmp / TOKENIZER_DIR)
         save_config(cfg, tmp / "config.yaml")
         atomic_write_text(tmp / META_FILE, _dumps(meta))
-        _move_into_place(tmp, cfg_out)
+        replace_folder(tmp, cfg_out)
     except OSError as e:  # disk full, permissions: a user problem, not a bug
         shutil.rmtree(tmp, ignore_errors=True)
         raise LmforgeError(f"{e.filename or cfg_out}: {e.strerror or e}") from None
@@ -137,21 +137,6 @@ def _check_out(out: Path, overwrite: bool) -> None:
         )
     if not overwrite:
         raise LmforgeError(f"{out}: already prepared; pass --overwrite to replace it")
-
-
-def _move_into_place(tmp: Path, out: Path) -> None:
-    """Rename the finished temp folder to `out`; the old `out` goes only after that succeeds."""
-    if not out.exists():
-        os.replace(tmp, out)
-        return
-    old = out.parent / f".{out.name}.old-{os.getpid()}"
-    os.replace(out, old)
-    try:
-        os.replace(tmp, out)
-    except BaseException:
-        os.replace(old, out)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
 
 
 # ---------------------------------------------------------------------------

@@ -30,7 +30,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from ..common import LmforgeError, atomic_write_text
+from ..common import LmforgeError, atomic_write_text, replace_folder
 from ..config import to_dict
 from ..models.gpt import GPT, GPTConfig, LlamaConfig
 
@@ -392,16 +392,6 @@ def _short(e: Exception) -> str:
 # Folders
 
 
-def _replace_dir(tmp: Path, out: Path) -> None:
-    """Move the finished `tmp` folder to `out`; an old `out` is removed only after that."""
-    old = out.with_name(out.name + f".old-{os.getpid()}")
-    if out.exists():
-        os.replace(out, old)
-    os.replace(tmp, out)
-    if old.exists():
-        shutil.rmtree(old)
-
-
 def _check_out(out: Path, force: bool) -> None:
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
         raise LmforgeError(f"{out}: already exists and is not empty; pass --force to replace it")
@@ -449,7 +439,7 @@ def export_hf(
         tensors = {k: v.to("cpu", target).contiguous() for k, v in to_hf_state_dict(model).items()}
         save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": "pt"})
         out.parent.mkdir(parents=True, exist_ok=True)
-        _replace_dir(tmp, out)
+        replace_folder(tmp, out)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
@@ -563,7 +553,7 @@ def import_hf(src: str | Path, out: str | Path, *, force: bool = False) -> Path:
         }
         atomic_write_text(tmp / "config.yaml", yaml.safe_dump(description, sort_keys=False))
         out.parent.mkdir(parents=True, exist_ok=True)
-        _replace_dir(tmp, out)
+        replace_folder(tmp, out)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)

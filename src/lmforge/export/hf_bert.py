@@ -99,7 +99,8 @@ def export_bert_hf(
     """
     from safetensors.torch import save_file
 
-    from .hf import DTYPES, _check_out, _replace_dir
+    from ..common import replace_folder
+    from .hf import DTYPES, _check_out
 
     if dtype not in DTYPES:
         raise LmforgeError(f"dtype: got {dtype!r}; allowed: {', '.join(DTYPES)}")
@@ -139,7 +140,7 @@ def export_bert_hf(
         tensors = {k: v.to(target) for k, v in bert_to_hf_state_dict(model).items()}
         save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": "pt"})
         out.parent.mkdir(parents=True, exist_ok=True)
-        _replace_dir(tmp, out)
+        replace_folder(tmp, out)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)

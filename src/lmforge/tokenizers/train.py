@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..common import ConfigError, LmforgeError
+from ..common import ConfigError, LmforgeError, replace_folder
 from ..config import field_, to_dict
 from .base import META_FILE, SPECIAL_TOKENS, TOKENIZER_FILE, Tokenizer
 
@@ -159,25 +159,8 @@ def save_tokenizer_dir(tok: Tokenizer, out: str | Path) -> Path:
         tok.save(tmp)
         if not (tmp / TOKENIZER_FILE).is_file() or not (tmp / META_FILE).is_file():
             raise RuntimeError(f"{tmp}: tokenizer was not written")
-        _move_into_place(tmp, out)
+        replace_folder(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
-
-
-def _move_into_place(tmp: Path, out: Path) -> None:
-    """Rename `tmp` to `out`; an old `out` is removed only after the new one is in place."""
-    if out.exists() and not any(out.iterdir()):
-        out.rmdir()
-    if not out.exists():
-        os.replace(tmp, out)
-        return
-    old = out.parent / f".{out.name}.old-{os.getpid()}"
-    os.replace(out, old)
-    try:
-        os.replace(tmp, out)
-    except BaseException:
-        os.replace(old, out)
-        raise
-    shutil.rmtree(old, ignore_errors=True)

@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from ...common import LmforgeError, progress
+from ...common import LmforgeError, progress, replace_folder
 from ...config import validate
 from .checkers import check
 from .classification import build_classification, labels_json
@@ -229,19 +229,14 @@ def build_world(cfg: WorldConfig) -> dict:
     check_out_folder(out, cfg.force)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.building-{os.getpid()}"
-    old = out.parent / f".{out.name}.old-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
         manifest = _write_world(tmp, cfg, cfg.counts())
-        if out.exists():
-            # Two renames: OUT always names a complete folder, the old world or the new.
-            os.replace(out, old)
-        os.replace(tmp, out)
+        replace_folder(tmp, out)  # OUT always names a complete world, the old or the new
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    shutil.rmtree(old, ignore_errors=True)
     return manifest
 
 
