@@ -392,6 +392,25 @@ def _short(e: Exception) -> str:
 # Folders
 
 
+def _start_export(out, force: bool, tokenizer, vocab_size: int) -> tuple[Path, Path]:
+    """Check `out` and the tokenizer before anything is written; make the temp folder.
+
+    Returns (out, tmp): the export is built in `tmp` and moved to `out` at the end.
+    """
+    out = Path(out)
+    _check_out(out, force)
+    if tokenizer is not None and tokenizer.vocab_size > vocab_size:
+        raise LmforgeError(
+            f"tokenizer has {tokenizer.vocab_size} ids but the model only {vocab_size}; "
+            "they do not belong together"
+        )
+    tmp = out.with_name(out.name + f".tmp-{os.getpid()}")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    return out, tmp
+
+
 def _check_out(out: Path, force: bool) -> None:
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
         raise LmforgeError(f"{out}: already exists and is not empty; pass --force to replace it")
@@ -409,17 +428,7 @@ def export_hf(
     model = getattr(model, "_orig_mod", model)
     cfg = model.config
     hf_model_type(cfg)  # fail before writing anything
-    out = Path(out)
-    _check_out(out, force)
-    if tokenizer is not None and tokenizer.vocab_size > cfg.vocab_size:
-        raise LmforgeError(
-            f"tokenizer has {tokenizer.vocab_size} ids but the model only {cfg.vocab_size}; "
-            "they do not belong together"
-        )
-    tmp = out.with_name(out.name + f".tmp-{os.getpid()}")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
+    out, tmp = _start_export(out, force, tokenizer, cfg.vocab_size)
     try:
         ids: dict[str, int] = {}
         if tokenizer is not None:

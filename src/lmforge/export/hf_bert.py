@@ -11,7 +11,6 @@ neither is written twice.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -100,7 +99,7 @@ def export_bert_hf(
     from safetensors.torch import save_file
 
     from ..common import replace_folder
-    from .hf import DTYPES, _check_out
+    from .hf import DTYPES, _start_export
 
     if dtype not in DTYPES:
         raise LmforgeError(f"dtype: got {dtype!r}; allowed: {', '.join(DTYPES)}")
@@ -110,17 +109,7 @@ def export_bert_hf(
             f"export to BertForMaskedLM needs a BERT model, got {type(model).__name__}"
         )
     cfg = model.config
-    out = Path(out)
-    _check_out(out, force)
-    if tokenizer is not None and tokenizer.vocab_size > cfg.vocab_size:
-        raise LmforgeError(
-            f"tokenizer has {tokenizer.vocab_size} ids but the model only {cfg.vocab_size}; "
-            "they do not belong together"
-        )
-    tmp = out.with_name(out.name + f".tmp-{os.getpid()}")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
+    out, tmp = _start_export(out, force, tokenizer, cfg.vocab_size)
     try:
         if tokenizer is not None:
             from .hf_tokenizer import write_hf_tokenizer
