@@ -39,6 +39,24 @@ def run_lmforge(
     )
 
 
+def run_lmforge_inprocess(*args: str):
+    """`lmforge ARGS` run in this process (no interpreter start-up per call), as a
+    CompletedProcess so that assert_clean_error applies."""
+    import contextlib
+    import io
+
+    from lmforge.cli.main import main
+
+    out, err = io.StringIO(), io.StringIO()
+    rc = 0
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            main([str(a) for a in args])
+        except SystemExit as e:
+            rc = e.code or 0
+    return subprocess.CompletedProcess(args, rc, out.getvalue(), err.getvalue())
+
+
 def assert_clean_error(result, *needles: str) -> None:
     """The error contract: exit 2, one line on stderr naming the problem, no traceback."""
     assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)

@@ -10,7 +10,7 @@ import logging
 
 import pytest
 import torch
-from conftest import assert_clean_error
+from conftest import assert_clean_error, run_lmforge_inprocess
 
 from lmforge.common import LmforgeError
 from lmforge.inference import SamplingConfig, generate
@@ -23,24 +23,7 @@ logging.getLogger("transformers").setLevel(logging.ERROR)
 
 from lmforge.export.hf import export_hf, import_hf  # noqa: E402
 
-
-def cli(*args):
-    """`lmforge ARGS` run in this process (no interpreter start-up per call), as a
-    CompletedProcess so that conftest's assert_clean_error applies."""
-    import contextlib
-    import io
-    import subprocess
-
-    from lmforge.cli.main import main
-
-    out, err = io.StringIO(), io.StringIO()
-    rc = 0
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            main([str(a) for a in args])
-        except SystemExit as e:
-            rc = e.code or 0
-    return subprocess.CompletedProcess(args, rc, out.getvalue(), err.getvalue())
+cli = run_lmforge_inprocess
 
 
 V = 320

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import assert_clean_error, run_lmforge
+from conftest import assert_clean_error, run_lmforge, run_lmforge_inprocess
 
 from lmforge.common import ConfigError, LmforgeError
 from lmforge.models import (
@@ -23,24 +23,7 @@ from lmforge.models import (
 from lmforge.models.gpt import GPT, GPTConfig, LlamaConfig
 from lmforge.models.info import model_info
 
-
-def cli(*args):
-    """`lmforge ARGS` run in this process (no interpreter start-up per call), as a
-    CompletedProcess so that conftest's assert_clean_error applies."""
-    import contextlib
-    import io
-    import subprocess
-
-    from lmforge.cli.main import main
-
-    out, err = io.StringIO(), io.StringIO()
-    rc = 0
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            main([str(a) for a in args])
-        except SystemExit as e:
-            rc = e.code or 0
-    return subprocess.CompletedProcess(args, rc, out.getvalue(), err.getvalue())
+cli = run_lmforge_inprocess
 
 
 SMALL = dict(vocab_size=97, block_size=32, n_layer=2, n_head=4, d_model=32, init_std=0.2)

@@ -228,6 +228,12 @@ def train(
     t_start = time.perf_counter() - st.elapsed_s
     kill_at = os.environ.get(KILL_AT_STEP_ENV)
 
+    def save_now() -> Path:
+        """Checkpoint everything resume needs at the current step (rank 0 writes)."""
+        return _save(
+            run, st, model, optimizer, objective, batches, ctx, cfg, weights_metadata, extra_state
+        )
+
     bar = progress(total=cfg.max_steps, desc=desc, unit="step")
     bar.update(st.step)
     stop = _budget_spent(st, cfg)
@@ -298,18 +304,7 @@ def train(
                 st.nan_skipped = int(bad_total.item())
                 path = None
                 if run is not None:
-                    path = _save(
-                        run,
-                        st,
-                        model,
-                        optimizer,
-                        objective,
-                        batches,
-                        ctx,
-                        cfg,
-                        weights_metadata,
-                        extra_state,
-                    )
+                    path = save_now()
                 where = f"; saved {path}" if path else ""
                 raise LmforgeError(
                     f"training stopped at step {st.step}: loss or gradients were NaN/inf for "
@@ -373,18 +368,7 @@ def train(
             # --- checkpoint -----------------------------------------------------------
             due_save = cfg.save_every and st.step % cfg.save_every == 0
             if run is not None and (due_save or stop):
-                _save(
-                    run,
-                    st,
-                    model,
-                    optimizer,
-                    objective,
-                    batches,
-                    ctx,
-                    cfg,
-                    weights_metadata,
-                    extra_state,
-                )
+                save_now()
                 win_t0 = time.perf_counter()
             if kill_at is not None and str(st.step) == kill_at:
                 os.kill(os.getpid(), signal.SIGKILL)
