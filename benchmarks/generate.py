@@ -17,6 +17,12 @@ both, and how much is per-step overhead, where the two differ.
 `--sizes tiny` adds llama-tiny (d_model 64, 2 layers, its 512-token vocabulary),
 small enough that a step is almost all per-step overhead.
 
+The "floor" column is the weight-streaming limit no fp32 implementation can beat:
+one new token's matrix-vector products alone (every linear layer of the model,
+in order, on one row, with the model's own weights), repeated as many times as
+there are new tokens. "Ceiling" is floor / HF: the best ratio the memory system
+allows against transformers at that size.
+
     .venv/bin/python benchmarks/generate.py [--sizes small 14m tiny] [--vocab 4096] [--repeats 5]
 """
 
@@ -80,12 +86,22 @@ def bench_size(name: str, repeats: int, vocab: int) -> dict:
             )
         return out[0, prompt_len:].tolist()
 
+    linears = [m.weight.detach() for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    rows1 = [torch.randn(1, w.shape[1]) for w in linears]
+
+    def run_floor():
+        with torch.inference_mode():
+            for _ in range(new_tokens):
+                for x, w in zip(rows1, linears):
+                    torch.nn.functional.linear(x, w)
+
     same = run_lmforge() == run_hf()  # also the warm-up
-    times: dict[str, list[float]] = {"lmforge": [], "transformers": []}
-    cpu: dict[str, list[float]] = {"lmforge": [], "transformers": []}
+    run_floor()
+    times: dict[str, list[float]] = {"lmforge": [], "transformers": [], "floor": []}
+    cpu: dict[str, list[float]] = {"lmforge": [], "transformers": [], "floor": []}
     # Interleave the two so that a noisy neighbour on a shared machine hits both alike.
     for _ in range(repeats):
-        for label, fn in (("lmforge", run_lmforge), ("transformers", run_hf)):
+        for label, fn in (("lmforge", run_lmforge), ("transformers", run_hf), ("floor", run_floor)):
             t0, c0 = time.perf_counter(), time.process_time()
             fn()
             times[label].append(time.perf_counter() - t0)
@@ -104,6 +120,8 @@ def bench_size(name: str, repeats: int, vocab: int) -> dict:
         "lmforge_tok_s": new_tokens / med["lmforge"],
         "transformers_tok_s": new_tokens / med["transformers"],
         "ratio": med["transformers"] / med["lmforge"],
+        "floor_tok_s": new_tokens / med["floor"],
+        "ceiling_vs_transformers": med["transformers"] / med["floor"],
         "cpu_time_ratio": cpu_med["transformers"] / cpu_med["lmforge"],
         "identical_tokens": same,
         "times_s": times,
@@ -136,6 +154,8 @@ def main() -> None:
             r["transformers_tok_s"],
             f"{r['ratio']:.2f}x",
             f"{r['cpu_time_ratio']:.2f}x",
+            f"{r['floor_tok_s']:.1f}",
+            f"{r['ceiling_vs_transformers']:.2f}x",
             "yes" if r["identical_tokens"] else "NO",
         ]
         for r in results
@@ -150,6 +170,8 @@ def main() -> None:
             "HF tok/s",
             "ratio",
             "CPU-time ratio",
+            "floor tok/s",
+            "ceiling",
             "same tokens",
         ],
         rows,
@@ -157,7 +179,9 @@ def main() -> None:
     print(
         "ratio (lmforge / transformers generate, batch 1, greedy, KV cache, fp32 CPU): "
         + ", ".join(
-            f"{r['size']} {r['ratio']:.2f}x (CPU time {r['cpu_time_ratio']:.2f}x)" for r in results
+            f"{r['size']} {r['ratio']:.2f}x (CPU time {r['cpu_time_ratio']:.2f}x, "
+            f"ceiling {r['ceiling_vs_transformers']:.2f}x)"
+            for r in results
         )
     )
     path = write_result(

@@ -17,6 +17,13 @@ Each variant's rate is its best window of `--windows` (load from other jobs only
 slows a window down, so the best one is the closest to an idle machine); the
 matmul rate is the best of ten.
 
+The "floor" row is what no implementation of this model can beat in fp32 on this
+machine: the same step's matrix products alone (each linear layer's forward and
+its two backward products, with the model's own shapes) plus its attention
+(SDPA forward and backward), run back to back with nothing else. "Ceiling × HF"
+is the best ratio against HF that the floor allows: a target above it asks for
+more than the CPU's matrix units deliver.
+
     .venv/bin/python benchmarks/train_cpu.py            # both sizes, ~5-10 min
     .venv/bin/python benchmarks/train_cpu.py --quick    # smoke run
 """
@@ -99,6 +106,39 @@ def flops_per_token(model: torch.nn.Module, s: dict) -> float:
     """6 N (matmul weights, embedding lookup excluded) + 12 L d T (attention scores), PaLM's."""
     n = sum(p.numel() for name, p in model.named_parameters() if "emb" not in name)
     return 6 * n + 12 * s["layers"] * s["d"] * s["ctx"]
+
+
+def step_floor_s(model: torch.nn.Module, s: dict, reps: int = 10) -> float:
+    """Best time of one step's matmuls and attention alone, fp32 (see the module doc)."""
+    import torch.nn.functional as F
+
+    n = s["batch"] * s["ctx"]
+    g = torch.Generator().manual_seed(0)
+    mats = [
+        (torch.randn(n, m.in_features, generator=g), m.weight.detach().clone(),
+         torch.randn(n, m.out_features, generator=g))
+        for m in model.modules() if isinstance(m, torch.nn.Linear)
+    ]  # fmt: skip
+    hd = s["d"] // s["heads"]
+    qkv = [torch.randn(s["batch"], s["heads"], s["ctx"], hd, requires_grad=True) for _ in range(3)]
+    dy = torch.randn(s["batch"], s["heads"], s["ctx"], hd)
+
+    def once():
+        for x, w, dout in mats:
+            F.linear(x, w)  # forward
+            dout @ w  # gradient of the input
+            dout.t() @ x  # gradient of the weight
+        for _ in range(s["layers"]):
+            y = F.scaled_dot_product_attention(*qkv, is_causal=True)
+            torch.autograd.grad(y, qkv, dy)
+
+    once()
+    times = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        once()
+        times.append(time.perf_counter() - t)
+    return min(times)
 
 
 def batch(s: dict, seed: int = 0):
@@ -223,10 +263,14 @@ def main() -> None:
             if auto != "fp32":
                 variants.append(("lmforge default compiled", auto, True))
         fpt = flops_per_token(hf_model(s), s)
+        floor = s["batch"] * s["ctx"] / step_floor_s(lmforge_model(s), s)
         rows.append([name, "HF LlamaForCausalLM", "fp32", f"{hf:,.0f}", "1.00", "-",
                      f"{100 * hf * fpt / 1e9 / peak['fp32']:.1f}%"])  # fmt: skip
+        rows.append([name, "floor: matmuls + attention only", "fp32", f"{floor:,.0f}",
+                     f"{floor / hf:.2f}", "-", f"{100 * floor * fpt / 1e9 / peak['fp32']:.1f}%"])  # fmt: skip
         entry = {"size": name, **s, "vocab": VOCAB, "hf_fp32_tok_s": hf, "flops_per_token": fpt,
-                 "auto_dtype": auto}  # fmt: skip
+                 "auto_dtype": auto, "floor_fp32_tok_s": floor,
+                 "ceiling_vs_hf_fp32": floor / hf}  # fmt: skip
         entry["rows"] = []
         for label, dtype, comp in variants:
             rate, warm_s, model = time_lmforge(s, dtype, comp, warmup, steps, windows)
@@ -263,6 +307,8 @@ def main() -> None:
         for r in results
     )
     print(f"ratio lmforge / HF fp32 tokens/s — {ratios}")
+    ceilings = ", ".join(f"{r['size']} {r['ceiling_vs_hf_fp32']:.2f}×" for r in results)
+    print(f"ceiling in fp32 (step floor / HF): {ceilings}")
     if not args.quick:
         path = write_result(
             "train_cpu",

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 
 from ..common import ConfigError
 from ..config import field_
+from .ops import rms_norm, rms_scale, swiglu
 
 NORMS = ("layernorm", "rmsnorm")
 MLPS = ("gelu", "gelu_tanh", "swiglu")
@@ -144,14 +145,9 @@ class RMSNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dtype != torch.float32:
-            return self.weight * self._normed(x.float()).to(x.dtype)
-        return self._normed(x) * self.weight
-
-    def _normed(self, x: torch.Tensor) -> torch.Tensor:
-        # mean(x^2) + eps as one fused multiply-add on the vector norm: three kernels where
-        # F.rms_norm launches about ten on CPU, and a batch-1 decode step is launch-bound.
-        n = torch.linalg.vector_norm(x, dim=-1, keepdim=True)  # (..., 1)
-        return x * torch.rsqrt(torch.addcmul(self.eps_t, n, n, value=1.0 / x.shape[-1]))
+            xf = x.float()
+            return self.weight * (xf * rms_scale(xf, self.eps_t)).to(x.dtype)
+        return rms_norm(x, self.weight, self.eps_t)
 
 
 def rope_tables(head_dim: int, length: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -234,8 +230,7 @@ class MLP(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.fc(x)  # (N, hidden) or (N, 2*hidden)
         if self.swiglu:
-            gate, up = h.chunk(2, dim=-1)
-            h = F.silu(gate) * up
+            h = swiglu(h)
         else:
             h = F.gelu(h, approximate=self.approximate)
         return self.proj(h)
