@@ -13,9 +13,11 @@ Also lmforge's default CPU recipe (`--dtype auto`: bf16 autocast where the CPU
 has bf16 instructions and the model is wide enough) and the same with
 torch.compile, each against HF fp32, and model FLOPs utilisation against a 2048²
 matmul rate measured in the same run (fp32 for fp32 rows, bf16 for bf16 rows).
-Each variant's rate is its best window of `--windows` (load from other jobs only
-slows a window down, so the best one is the closest to an idle machine); the
-matmul rate is the best of ten.
+The measurements are interleaved: `--rounds` rounds each time HF, every lmforge
+variant, the floor and the matmul rates once, so that a slow spell on a shared
+machine hits all of them alike; each keeps its best window over all rounds (load
+from other jobs only slows a window down, so the best one is the closest to an
+idle machine).
 
 The "floor" row is what no implementation of this model can beat in fp32 on this
 machine: the same step's matrix products alone (each linear layer's forward and
@@ -230,7 +232,8 @@ def main() -> None:
     ap.add_argument("--sizes", default=",".join(SIZES), help="comma list of " + ", ".join(SIZES))
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
     ap.add_argument("--steps", type=int, default=0, help="steps per timed window (0: by size)")
-    ap.add_argument("--windows", type=int, default=5, help="timed windows; the best is kept")
+    ap.add_argument("--windows", type=int, default=2, help="timed windows per round")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds; the best is kept")
     ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile rows")
     ap.add_argument("--quick", action="store_true", help="smoke run: tiny windows, first size")
     args = ap.parse_args()
@@ -238,20 +241,16 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     sizes = args.sizes.split(",")[:1] if args.quick else args.sizes.split(",")
     windows = 1 if args.quick else args.windows
+    rounds = 1 if args.quick else args.rounds
 
     from lmforge.train.precision import resolve_dtype
 
-    peak = {"fp32": matmul_rate(torch.float32), "bf16": matmul_rate(torch.bfloat16)}
-    print(
-        f"2048² matmul: fp32 {peak['fp32']:,.0f} GFLOP/s, bf16 {peak['bf16']:,.0f} GFLOP/s; "
-        f"threads {torch.get_num_threads()}"
-    )
+    peak = {"fp32": 0.0, "bf16": 0.0}
     rows, results = [], []
     for name in sizes:
         s = SIZES[name]
         steps = args.steps or (2 if args.quick else (20 if name == "nanogpt-cpu" else 4))
         warmup = 1 if args.quick else 3
-        hf = time_hf(s, warmup, steps, windows)
         # lmforge's default recipe: --dtype auto for this model on this CPU.
         auto = "bf16" if resolve_dtype("auto", "cpu", lmforge_model(s)) is not None else "fp32"
         # When --dtype auto means fp32 for this model, the default recipe is the fp32 row.
@@ -262,8 +261,21 @@ def main() -> None:
             variants.append(("lmforge compiled", "fp32", True))
             if auto != "fp32":
                 variants.append(("lmforge default compiled", auto, True))
+        hf, floor = 0.0, 0.0
+        best = {v: (0.0, 0.0) for v in variants}  # variant -> (tok/s, warm-up s)
+        for r in range(rounds):
+            for dt in peak:
+                peak[dt] = max(peak[dt], matmul_rate(getattr(torch, "float32" if dt == "fp32"
+                                                             else "bfloat16")))  # fmt: skip
+            hf = max(hf, time_hf(s, warmup, steps, windows))
+            floor = max(floor, s["batch"] * s["ctx"] / step_floor_s(lmforge_model(s), s))
+            for v in variants:
+                rate, warm_s, _ = time_lmforge(s, v[1], v[2], warmup, steps, windows)
+                best[v] = (max(best[v][0], rate), warm_s if r == 0 else best[v][1])
+            print(f"{name} round {r + 1}/{rounds}: HF {hf:,.0f} tok/s, "
+                  + ", ".join(f"{v[0]} {best[v][0]:,.0f}" for v in variants), flush=True)  # fmt: skip
         fpt = flops_per_token(hf_model(s), s)
-        floor = s["batch"] * s["ctx"] / step_floor_s(lmforge_model(s), s)
+        fpt_lm = flops_per_token(lmforge_model(s), s)
         rows.append([name, "HF LlamaForCausalLM", "fp32", f"{hf:,.0f}", "1.00", "-",
                      f"{100 * hf * fpt / 1e9 / peak['fp32']:.1f}%"])  # fmt: skip
         rows.append([name, "floor: matmuls + attention only", "fp32", f"{floor:,.0f}",
@@ -272,9 +284,8 @@ def main() -> None:
                  "auto_dtype": auto, "floor_fp32_tok_s": floor,
                  "ceiling_vs_hf_fp32": floor / hf}  # fmt: skip
         entry["rows"] = []
-        for label, dtype, comp in variants:
-            rate, warm_s, model = time_lmforge(s, dtype, comp, warmup, steps, windows)
-            mfu = rate * flops_per_token(model, s) / 1e9 / peak[dtype]
+        for (label, dtype, comp), (rate, warm_s) in best.items():
+            mfu = rate * fpt_lm / 1e9 / peak[dtype]
             rows.append([name, label, dtype, f"{rate:,.0f}", f"{rate / hf:.2f}", f"{warm_s:.0f}",
                          f"{100 * mfu:.1f}%"])  # fmt: skip
             entry["rows"].append(
@@ -295,6 +306,10 @@ def main() -> None:
                 entry["lmforge_default_compiled_vs_hf"] = entry["lmforge_compiled_vs_hf"]
         entry["params"] = sum(p.numel() for p in lmforge_model(s).parameters())
         results.append(entry)
+    print(
+        f"2048² matmul (best): fp32 {peak['fp32']:,.0f} GFLOP/s, bf16 {peak['bf16']:,.0f} "
+        f"GFLOP/s; threads {torch.get_num_threads()}"
+    )
     print_table(["size", "impl", "dtype", "tok/s", "× HF fp32", "warm-up s", "MFU"], rows)
     ratios = ", ".join(
         f"{r['size']}: fp32 {r['lmforge_vs_hf']:.2f}×, default recipe "

@@ -31,39 +31,69 @@ def _unwrap(model):
     return getattr(model, "_orig_mod", model)
 
 
-def _deterministic_safetensors(tensors: dict, metadata: dict[str, str]) -> bytes:
-    """safetensors bytes whose header has a fixed key order.
-
-    The Rust writer emits `__metadata__` in hash-map order, which changes from
-    call to call; identical weights must give identical files (exact-resume
-    checks compare checkpoints byte for byte), so the header is re-emitted with
-    sorted keys. Offsets are untouched, so the file stays valid.
-    """
-    from safetensors.torch import save
-
-    raw = save(tensors, metadata=metadata)
-    n = int.from_bytes(raw[:8], "little")
-    header = json.loads(raw[8 : 8 + n])
-    meta = header.pop("__metadata__", None)
-    ordered = {"__metadata__": dict(sorted(meta.items()))} if meta else {}
-    ordered.update(sorted(header.items()))
-    text = json.dumps(ordered, separators=(",", ":")).encode("utf-8")
-    text += b" " * (-len(text) % 8)  # the format pads the header to 8-byte alignment
-    return len(text).to_bytes(8, "little") + text + raw[8 + n :]
+# safetensors' names for the dtypes a state dict can hold.
+_DTYPE_NAMES = {
+    "float64": "F64",
+    "float32": "F32",
+    "float16": "F16",
+    "bfloat16": "BF16",
+    "float8_e4m3fn": "F8_E4M3",
+    "float8_e5m2": "F8_E5M2",
+    "int64": "I64",
+    "int32": "I32",
+    "int16": "I16",
+    "int8": "I8",
+    "uint64": "U64",
+    "uint32": "U32",
+    "uint16": "U16",
+    "uint8": "U8",
+    "bool": "BOOL",
+}
 
 
 def write_safetensors(state_dict: dict, path: str | Path, metadata: dict[str, str]) -> None:
-    """Write a state dict as safetensors: tied weights once, byte-identical for equal inputs."""
+    """Write a state dict as safetensors, streaming one tensor at a time.
+
+    Tied weights (the same storage under two names) are written once; load_model
+    re-ties them. The file is byte-identical for equal inputs (exact-resume checks
+    compare checkpoints byte for byte): tensors and metadata go in sorted name
+    order. Writing the format here rather than through ``safetensors.torch.save``
+    keeps memory flat: that function builds the whole file as one bytes object,
+    which doubles a large model's footprint at every checkpoint.
+    """
+    import torch
+
     tensors = {}
     stored: set[tuple[int, tuple[int, ...], tuple[int, ...]]] = set()
     for name, t in state_dict.items():
-        # Tied weights (the same storage under two names) are written once; load_model re-ties.
         key = (t.data_ptr(), tuple(t.shape), tuple(t.stride()))
         if key in stored:
             continue
         stored.add(key)
-        tensors[name] = t.detach().to("cpu").contiguous()
-    Path(path).write_bytes(_deterministic_safetensors(tensors, metadata))
+        tensors[name] = t
+    header: dict[str, Any] = {"__metadata__": dict(sorted(metadata.items()))} if metadata else {}
+    offset = 0
+    for name in sorted(tensors):
+        t = tensors[name]
+        dtype = str(t.dtype).removeprefix("torch.")
+        if dtype not in _DTYPE_NAMES:
+            raise LmforgeError(f"{name}: safetensors cannot store dtype {dtype}")
+        size = t.numel() * t.element_size()
+        header[name] = {
+            "dtype": _DTYPE_NAMES[dtype],
+            "shape": list(t.shape),
+            "data_offsets": [offset, offset + size],
+        }
+        offset += size
+    text = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    text += b" " * (-len(text) % 8)  # the format pads the header to 8-byte alignment
+    with open(path, "wb") as f:
+        f.write(len(text).to_bytes(8, "little"))
+        f.write(text)
+        for name in sorted(tensors):
+            t = tensors[name].detach().to("cpu").contiguous().reshape(-1)
+            if t.numel():
+                f.write(t.view(torch.uint8).numpy().data)
 
 
 def save_model(model, path: str | Path, *, metadata: dict[str, str] | None = None) -> Path:
