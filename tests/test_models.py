@@ -233,3 +233,37 @@ def test_torch_compile_matches_eager():
     ids = torch.randint(0, 97, (2, 16))
     compiled = torch.compile(model)
     assert torch.allclose(compiled(ids)[0], model(ids)[0], atol=1e-5)
+
+
+def test_write_safetensors_streams_every_dtype_deterministically(tmp_path):
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    from lmforge.common import LmforgeError
+    from lmforge.models.weights import write_safetensors
+
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(4, 3, generator=g)
+    sd = {
+        "w": w,
+        "tied": w,  # the same storage: stored once
+        "half": torch.randn(5, generator=g).to(torch.bfloat16),
+        "scalar": torch.tensor(7),
+        "empty": torch.zeros(0, 2),
+        "mask": torch.tensor([True, False, True]),
+        "strided": torch.randn(3, 4, generator=g).t(),
+    }
+    a, b = tmp_path / "a.safetensors", tmp_path / "b.safetensors"
+    write_safetensors(sd, a, {"z": "1", "a": "2"})
+    # Another insertion order (the first name of a tied pair is the one stored).
+    others = {k: v for k, v in reversed(sd.items()) if k not in ("w", "tied")}
+    write_safetensors({"w": w, **others, "tied": w}, b, {"a": "2", "z": "1"})
+    assert a.read_bytes() == b.read_bytes()
+    loaded = load_file(str(a))
+    assert sorted(loaded) == sorted(k for k in sd if k != "tied")
+    for k, v in loaded.items():
+        assert v.dtype == sd[k].dtype and torch.equal(v, sd[k])
+    with safe_open(str(a), framework="pt") as f:
+        assert f.metadata() == {"a": "2", "z": "1"}
+    with pytest.raises(LmforgeError, match="complex64"):
+        write_safetensors({"c": torch.zeros(2, dtype=torch.complex64)}, tmp_path / "c", {})
