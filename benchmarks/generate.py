@@ -135,6 +135,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--vocab", type=int, default=4096, help="vocabulary size (default 4096)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    parser.add_argument(
+        "--tag", default="", help="results go to results/generate_TAG.json (default: generate.json)"
+    )
     args = parser.parse_args()
 
     import torch
@@ -185,7 +188,7 @@ def main() -> None:
         )
     )
     path = write_result(
-        "generate",
+        f"generate_{args.tag}" if args.tag else "generate",
         {
             "transformers": transformers.__version__,
             "settings": {
