@@ -49,8 +49,8 @@ def machine() -> dict[str, Any]:
     return info
 
 
-def median_time(fn: Callable[[], Any], repeats: int = 3, warmup: int = 1) -> float:
-    """Median wall time in seconds of `fn()` over `repeats` runs after `warmup` runs."""
+def run_times(fn: Callable[[], Any], repeats: int = 3, warmup: int = 1) -> list[float]:
+    """Wall times in seconds of `repeats` runs of `fn()` after `warmup` untimed runs."""
     for _ in range(warmup):
         fn()
     times = []
@@ -58,7 +58,17 @@ def median_time(fn: Callable[[], Any], repeats: int = 3, warmup: int = 1) -> flo
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return times
+
+
+def median_time(fn: Callable[[], Any], repeats: int = 3, warmup: int = 1) -> float:
+    """Median wall time in seconds of `fn()` over `repeats` runs after `warmup` runs."""
+    return statistics.median(run_times(fn, repeats, warmup))
+
+
+def best_time(fn: Callable[[], Any], repeats: int = 3, warmup: int = 1) -> float:
+    """Best wall time of `fn()`: on a shared machine load only ever slows a run down."""
+    return min(run_times(fn, repeats, warmup))
 
 
 def print_table(headers: list[str], rows: list[list[Any]]) -> None:

@@ -42,7 +42,7 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from _bench import print_table, write_result  # noqa: E402
+from _bench import best_time, print_table, write_result  # noqa: E402
 
 # Scripts here are named after what they measure (e.g. tokenizers.py): keep this folder
 # off the import path so that it cannot shadow the packages of the same name.
@@ -58,14 +58,7 @@ VOCAB = 65
 def matmul_rate(dtype: torch.dtype, n: int = 2048, reps: int = 10) -> float:
     """Best GFLOP/s of an n×n matmul in `dtype` over `reps` runs (the machine's peak rate)."""
     a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    for _ in range(2):
-        a @ b
-    times = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        a @ b
-        times.append(time.perf_counter() - t)
-    return 2 * n**3 / min(times) / 1e9
+    return 2 * n**3 / best_time(lambda: a @ b, reps, warmup=2) / 1e9
 
 
 def lmforge_model(s: dict):
@@ -134,13 +127,7 @@ def step_floor_s(model: torch.nn.Module, s: dict, reps: int = 10) -> float:
             y = F.scaled_dot_product_attention(*qkv, is_causal=True)
             torch.autograd.grad(y, qkv, dy)
 
-    once()
-    times = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        once()
-        times.append(time.perf_counter() - t)
-    return min(times)
+    return best_time(once, reps)
 
 
 def batch(s: dict, seed: int = 0):
