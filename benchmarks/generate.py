@@ -136,6 +136,9 @@ def main() -> None:
     parser.add_argument("--vocab", type=int, default=4096, help="vocabulary size (default 4096)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     parser.add_argument(
+        "--quick", action="store_true", help="smoke run: tiny size, 1 repeat, nothing written"
+    )
+    parser.add_argument(
         "--tag", default="", help="results go to results/generate_TAG.json (default: generate.json)"
     )
     args = parser.parse_args()
@@ -146,6 +149,8 @@ def main() -> None:
     transformers.logging.set_verbosity_error()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.quick:
+        args.sizes, args.repeats = ["tiny"], 1
     results = [bench_size(s, args.repeats, args.vocab) for s in args.sizes]
     rows = [
         [
@@ -187,6 +192,8 @@ def main() -> None:
             for r in results
         )
     )
+    if args.quick:
+        return
     path = write_result(
         f"generate_{args.tag}" if args.tag else "generate",
         {

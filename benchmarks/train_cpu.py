@@ -298,6 +298,8 @@ def main() -> None:
         f"GFLOP/s; threads {torch.get_num_threads()}"
     )
     print_table(["size", "impl", "dtype", "tok/s", "× HF fp32", "warm-up s", "MFU"], rows)
+    ceilings = ", ".join(f"{r['size']} {r['ceiling_vs_hf_fp32']:.2f}×" for r in results)
+    print(f"ceiling in fp32 (step floor / HF): {ceilings}")
     ratios = ", ".join(
         f"{r['size']}: fp32 {r['lmforge_vs_hf']:.2f}×, default recipe "
         f"{r['lmforge_default_vs_hf']:.2f}×"
@@ -309,8 +311,6 @@ def main() -> None:
         for r in results
     )
     print(f"ratio lmforge / HF fp32 tokens/s — {ratios}")
-    ceilings = ", ".join(f"{r['size']} {r['ceiling_vs_hf_fp32']:.2f}×" for r in results)
-    print(f"ceiling in fp32 (step floor / HF): {ceilings}")
     if not args.quick:
         path = write_result(
             "train_cpu",

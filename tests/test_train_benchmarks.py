@@ -28,7 +28,8 @@ def test_gpu_mfu_smoke_on_cpu():
 @pytest.mark.slow
 def test_train_cpu_quick():
     out = bench(BENCH / "train_cpu.py", "--quick", "--no-compile", "--threads", "1")
-    assert "HF LlamaForCausalLM" in out
+    assert "HF LlamaForCausalLM" in out and "floor: matmuls + attention only" in out
+    assert "ceiling in fp32" in out
     assert out.strip().splitlines()[-1].startswith("ratio lmforge / HF fp32")
 
 
@@ -38,3 +39,11 @@ def test_shakespeare_char_reaches_an_easy_target(shared_data):
                 "--eval-every", "10", "--threads", "1")  # fmt: skip
     last = out.strip().splitlines()[-1]
     assert last.startswith("ratio baseline / best"), out
+
+
+@pytest.mark.slow
+def test_generate_quick():
+    out = bench(BENCH / "generate.py", "--quick", "--threads", "1")
+    last = out.strip().splitlines()[-1]
+    assert last.startswith("ratio (lmforge / transformers generate"), out
+    assert "ceiling" in last and "| yes" in out  # same tokens as transformers
