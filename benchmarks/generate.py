@@ -17,6 +17,10 @@ both, and how much is per-step overhead, where the two differ.
 `--sizes tiny` adds llama-tiny (d_model 64, 2 layers, its 512-token vocabulary),
 small enough that a step is almost all per-step overhead.
 
+The "compiled" columns run lmforge's engine with ``compile=True`` (torch.compile
+of the model; its first call, which compiles, is timed separately as "compile
+s" and is not in tok/s). transformers runs eager, its default.
+
 The "floor" column is the weight-streaming limit no fp32 implementation can beat:
 one new token's matrix-vector products alone (every linear layer of the model,
 in order, on one row, with the model's own weights), repeated as many times as
@@ -76,6 +80,9 @@ def bench_size(name: str, repeats: int, vocab: int) -> dict:
     def run_lmforge():
         return generate(model, [prompt_ids], sampling)[0]
 
+    def run_compiled():
+        return generate(model, [prompt_ids], sampling, compile=True)[0]
+
     def run_hf():
         with torch.inference_mode():
             out = hf.generate(
@@ -96,12 +103,16 @@ def bench_size(name: str, repeats: int, vocab: int) -> dict:
                     torch.nn.functional.linear(x, w)
 
     same = run_lmforge() == run_hf()  # also the warm-up
+    t0 = time.perf_counter()
+    same_compiled = run_compiled() == run_lmforge()  # compiles: prompt and one-token graphs
+    compile_s = time.perf_counter() - t0
     run_floor()
-    times: dict[str, list[float]] = {"lmforge": [], "transformers": [], "floor": []}
-    cpu: dict[str, list[float]] = {"lmforge": [], "transformers": [], "floor": []}
+    labels = ("lmforge", "compiled", "transformers", "floor")
+    times: dict[str, list[float]] = {k: [] for k in labels}
+    cpu: dict[str, list[float]] = {k: [] for k in labels}
     # Interleave the two so that a noisy neighbour on a shared machine hits both alike.
     for _ in range(repeats):
-        for label, fn in (("lmforge", run_lmforge), ("transformers", run_hf), ("floor", run_floor)):
+        for label, fn in zip(labels, (run_lmforge, run_compiled, run_hf, run_floor)):
             t0, c0 = time.perf_counter(), time.process_time()
             fn()
             times[label].append(time.perf_counter() - t0)
@@ -120,6 +131,10 @@ def bench_size(name: str, repeats: int, vocab: int) -> dict:
         "lmforge_tok_s": new_tokens / med["lmforge"],
         "transformers_tok_s": new_tokens / med["transformers"],
         "ratio": med["transformers"] / med["lmforge"],
+        "compiled_tok_s": new_tokens / med["compiled"],
+        "compiled_ratio": med["transformers"] / med["compiled"],
+        "compile_warmup_s": compile_s,
+        "compiled_identical_tokens": same_compiled,
         "floor_tok_s": new_tokens / med["floor"],
         "ceiling_vs_transformers": med["transformers"] / med["floor"],
         "cpu_time_ratio": cpu_med["transformers"] / cpu_med["lmforge"],
@@ -162,9 +177,12 @@ def main() -> None:
             r["transformers_tok_s"],
             f"{r['ratio']:.2f}x",
             f"{r['cpu_time_ratio']:.2f}x",
+            f"{r['compiled_tok_s']:.1f}",
+            f"{r['compiled_ratio']:.2f}x",
+            f"{r['compile_warmup_s']:.0f}",
             f"{r['floor_tok_s']:.1f}",
             f"{r['ceiling_vs_transformers']:.2f}x",
-            "yes" if r["identical_tokens"] else "NO",
+            "yes" if r["identical_tokens"] and r["compiled_identical_tokens"] else "NO",
         ]
         for r in results
     ]
@@ -178,6 +196,9 @@ def main() -> None:
             "HF tok/s",
             "ratio",
             "CPU-time ratio",
+            "compiled tok/s",
+            "compiled ratio",
+            "compile s",
             "floor tok/s",
             "ceiling",
             "same tokens",
@@ -187,8 +208,8 @@ def main() -> None:
     print(
         "ratio (lmforge / transformers generate, batch 1, greedy, KV cache, fp32 CPU): "
         + ", ".join(
-            f"{r['size']} {r['ratio']:.2f}x (CPU time {r['cpu_time_ratio']:.2f}x, "
-            f"ceiling {r['ceiling_vs_transformers']:.2f}x)"
+            f"{r['size']} {r['ratio']:.2f}x (CPU time {r['cpu_time_ratio']:.2f}x, compiled "
+            f"{r['compiled_ratio']:.2f}x, ceiling {r['ceiling_vs_transformers']:.2f}x)"
             for r in results
         )
     )

@@ -214,3 +214,12 @@ def test_models_whose_cache_cannot_pad_run_row_by_row():
     model.__class__ = NoPadding
     assert generate(model, PROMPTS, GREEDY) == [generate(model, [p], GREEDY)[0] for p in PROMPTS]
     assert calls[0] == (3, [0, 6, 3]) and all(b == 1 for b, _ in calls[1:])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arch,kw", [("llama", {"n_kv_head": 2}), ("gpt", {})])
+def test_compiled_generation_equals_eager(arch, kw):
+    """torch.compile'd decoding: the same tokens, alone, padded, and at new prompt lengths."""
+    model = make(arch, **kw)
+    for prompts in ([PROMPTS[0]], PROMPTS, [PROMPTS[2]]):
+        assert generate(model, prompts, GREEDY, compile=True) == generate(model, prompts, GREEDY)

@@ -82,6 +82,7 @@ def sample_run(
     seed: int = 0,
     num_samples: int = 1,
     device: str = "auto",
+    compile: bool = False,
     out: TextIO | None = None,
 ) -> list[str]:
     """Generate `num_samples` continuations of `prompt`, streamed to `out` (stdout); returns them."""
@@ -116,7 +117,9 @@ def sample_run(
         out.write(prompt)
         stream = _TextStream(tok, out)
         with torch.inference_mode():
-            new = generate(model, [ids], cfg, pad_id=tok.pad_id or 0, stream=stream)[0]
+            new = generate(
+                model, [ids], cfg, pad_id=tok.pad_id or 0, stream=stream, compile=compile
+            )[0]
         stream.finish()
         out.write("\n")
         out.flush()

@@ -390,7 +390,9 @@ class GPT(nn.Module):
             sin = self.rope_sin[positions]
         if self.drop is not None:
             x = self.drop(x)
-        is_causal = mask is None and start == 0 and T > 1
+        # Without a mask the cache promises start == 0 or a single query, so T decides. (Not
+        # `start == 0`: under torch.compile `start` is symbolic and SDPA needs a plain bool.)
+        is_causal = mask is None and T > 1
         # The residual stream is kept 2-D, (B*T, C): each linear is then a single matmul.
         x = x.reshape(B * T, -1)
         layers = kv_cache.layers if kv_cache is not None else None
