@@ -21,8 +21,9 @@ A model takes part through the forward contract ``forward(ids, kv_cache=None)
 compiles (10-30 s on a CPU, once for the prompt and once for the one-token
 steps; dynamo's cache keeps the graphs for later calls), after which a batch-1
 decoding step is one fused graph instead of dozens of small kernels launched
-from Python (1.6-1.8x faster at 12M parameters on 2 CPU cores,
-docs/benchmarks.md). Worth it for long or repeated generation (chat, serving,
+from Python: on 2 CPU cores +36-50% tokens/s at 1.6M parameters, where a step is
+launch-bound, and +3-20% at 12M, where it mostly streams the weights
+(docs/benchmarks.md). Worth it for long or repeated generation (chat, serving,
 rollouts), not for one short sample.
 """
 
