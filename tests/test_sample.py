@@ -45,3 +45,23 @@ def test_sample_errors_are_one_line(tiny_run, tmp_path, capsys):
     assert_clean_error(
         cli(capsys, "sample", "--run", tiny_run, "--num-samples", "0"), "num_samples"
     )
+
+
+def test_sample_compile_flag_reaches_torch_compile(tiny_run, capsys, monkeypatch):
+    """--compile runs the model through torch.compile (stubbed here: compiling is slow;
+    compiled tokens equal eager ones in tests/test_inference.py)."""
+    import torch
+
+    compiled = []
+
+    def fake_compile(model, *args, **kwargs):
+        compiled.append(type(model).__name__)
+        return model
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    args = ["sample", "--run", tiny_run, "--temperature", "0", "--max-new-tokens", "6"]
+    plain = cli(capsys, *args, "--prompt", "Clara")
+    assert compiled == []
+    fast = cli(capsys, *args, "--prompt", "Clara", "--compile")
+    assert fast.returncode == 0, fast.stderr
+    assert compiled == ["GPT"] and fast.stdout == plain.stdout
