@@ -17,6 +17,19 @@ os.environ.setdefault("MKL_NUM_THREADS", "1")
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Every test starts on one torch thread, whatever an earlier test set (a training run's
+    --threads): tiny models gain nothing from threads, and on a busy 2-core machine they
+    spin-wait."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """../shared/data, or skip: a user's fresh clone has no ../shared."""

@@ -15,15 +15,6 @@ from lmforge.models.bert import BertConfig, BertMLM
 from lmforge.train.masked_lm import MaskedLMObjective
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models gain nothing from threads, and on a busy 2-core machine they spin-wait."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def tiny(**kw) -> BertMLM:
     torch.manual_seed(0)
     return BertMLM(dataclasses.replace(get_preset("bert-tiny")[1], **kw))

@@ -26,8 +26,11 @@ CORPUS = [
 ]
 
 
-def make_bpe_tokenizer(folder: Path, vocab_size: int = 400) -> Tokenizer:
-    """A byte-level BPE (exact decode) trained on CORPUS, special tokens at ids 0.."""
+def make_bpe_tokenizer(
+    folder: Path, vocab_size: int = 400, docs: list[str] | None = None
+) -> Tokenizer:
+    """A byte-level BPE (exact decode) trained on `docs` (default CORPUS), special tokens
+    at ids 0.."""
     from tokenizers import Tokenizer as HFTokenizer
     from tokenizers import decoders, models, pre_tokenizers, trainers
 
@@ -40,7 +43,7 @@ def make_bpe_tokenizer(folder: Path, vocab_size: int = 400) -> Tokenizer:
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    engine.train_from_iterator(CORPUS * 4, trainer)
+    engine.train_from_iterator(CORPUS * 4 if docs is None else docs, trainer)
     tok = Tokenizer(engine, "bpe")
     tok.save(folder)
     return tok

@@ -13,15 +13,6 @@ SPECIAL = list(range(9))  # lmforge's fixed special ids 0..8, <|mask|> = 8
 MASK = 8
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models gain nothing from threads, and on a busy 2-core machine they spin-wait."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _batch(seed: int, B: int = 32, T: int = 64) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     ids = torch.randint(9, V, (B, T), generator=g)

@@ -10,10 +10,11 @@ import random
 from pathlib import Path
 
 import pytest
+from test_data_helpers import make_bpe_tokenizer
 
 from lmforge.config import build_config
 from lmforge.data.prepare import PrepareConfig, prepare
-from lmforge.tokenizers import SPECIAL_TOKENS, Tokenizer
+from lmforge.tokenizers import Tokenizer
 
 NAMES = ["Anna", "Boris", "Clara", "Dmitri", "Elena", "Fyodor"]
 PLACES = ["the river", "the market", "the old mill", "the forest", "the station"]
@@ -39,23 +40,8 @@ def make_corpus(n_docs: int = 300, seed: int = 0) -> list[str]:
 
 
 def make_tokenizer(folder: Path, docs: list[str], vocab_size: int = 320) -> Tokenizer:
-    """A byte-level BPE with lmforge's special tokens at ids 0..7."""
-    from tokenizers import Tokenizer as HFTokenizer
-    from tokenizers import decoders, models, pre_tokenizers, trainers
-
-    engine = HFTokenizer(models.BPE())
-    engine.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    engine.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=SPECIAL_TOKENS,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    engine.train_from_iterator(docs, trainer)
-    tok = Tokenizer(engine, "bpe")
-    tok.save(folder)
-    return tok
+    """A byte-level BPE trained on `docs`, with lmforge's special tokens at ids 0.."""
+    return make_bpe_tokenizer(folder, vocab_size, docs)
 
 
 def make_shards(root: Path, vocab_size: int = 320, seed: int = 0) -> Path:

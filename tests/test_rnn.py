@@ -16,15 +16,6 @@ from lmforge.train.recurrent_lm import RecurrentLMObjective
 CELLS = ["rnn", "lstm", "gru"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models gain nothing from threads, and on a busy 2-core machine they spin-wait."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def make(cell: str, attention: bool, **kw) -> RNNLM:
     torch.manual_seed(0)
     _, base = get_preset("rnn-tiny-attn" if attention else "rnn-tiny")
