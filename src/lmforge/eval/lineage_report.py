@@ -52,13 +52,8 @@ def tokens_per_char(result: dict[str, Any]) -> float:
 
 def plot_curves(result: dict[str, Any], path: Path, title: str) -> Path:
     """Validation bits/char against training seconds; n-grams as flat lines at their bpc."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     scale = tokens_per_char(result) / math.log(2)
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    fig, ax = _figure()
     for m in result["models"]:
         if m["curve"]:
             xs = [p["elapsed_s"] for p in m["curve"]]
@@ -80,20 +75,12 @@ def plot_curves(result: dict[str, Any], path: Path, title: str) -> Path:
             )
     ax.set_xlabel("training wall time, s (evaluation time included)")
     ax.set_ylabel("validation bits per character")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    return _save(fig, path)
+    return _finish(fig, ax, title, path)
 
 
 def plot_positions(result: dict[str, Any], path: Path, title: str) -> Path:
     """Mean validation loss (bits per token) at each position of the context window."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    fig, ax = _figure()
     for m in result["models"]:
         ys = m["val_bits_by_position"]
         style = "--" if m["params_unit"] == "n-grams" else "-"
@@ -101,15 +88,26 @@ def plot_positions(result: dict[str, Any], path: Path, title: str) -> Path:
     ax.set_xscale("symlog", linthresh=8)
     ax.set_xlabel("position in the window (tokens of history)")
     ax.set_ylabel("mean validation loss, bits per token")
+    return _finish(fig, ax, title, path)
+
+
+def _figure():
+    """A new figure and axes on the file-only Agg backend (no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(figsize=(7, 4.2))
+
+
+def _finish(fig, ax, title: str, path: Path) -> Path:
+    """Title, grid and legend, then write the PNG and free the figure."""
+    import matplotlib.pyplot as plt
+
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    return _save(fig, path)
-
-
-def _save(fig, path: Path) -> Path:
-    import matplotlib.pyplot as plt
-
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
