@@ -1,6 +1,6 @@
 """Lineage: Kneser-Ney 3/5-grams vs LSTM vs GPT vs LLaMA, one tokenizer, one CPU budget each.
 
-Runs `lmforge.eval.lineage.run_lineage` on Tiny Shakespeare and on War and Peace
+Runs `lmforge.experiments.lineage.run_lineage` on Tiny Shakespeare and on War and Peace
 (Russian) from ../shared/data/corpora, copies the plots to docs/img/lineage_*.png,
 writes benchmarks/results/lineage.json and prints one table per corpus whose last
 line is the ratio best neural bpc / best n-gram bpc.
@@ -20,9 +20,9 @@ from pathlib import Path
 
 from _bench import SHARED_DATA, print_table, write_result
 
-from lmforge.eval.lineage import run_lineage
-from lmforge.eval.lineage_config import LineageConfig
-from lmforge.eval.lineage_report import HEADERS, best_ratio, table_rows
+from lmforge.experiments.lineage import run_lineage
+from lmforge.experiments.lineage_config import LineageConfig
+from lmforge.experiments.lineage_report import HEADERS, best_ratio, table_rows
 
 CORPORA = {
     "shakespeare": "tinyshakespeare.txt",

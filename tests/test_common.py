@@ -89,3 +89,32 @@ def test_replace_folder_swaps_whole_folders(tmp_path):
     replace_folder(tmp, out)  # replaces the old one; no leftovers beside it
     assert [p.name for p in out.iterdir()] == ["newer.txt"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_print0_logs_through_the_lmforge_logger_and_quiet_silences_it(capsys):
+    import logging
+
+    from lmforge.common import get_logger, print0, set_quiet
+
+    seen = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            seen.append(record.getMessage())
+
+    keep = Keep()
+    get_logger().addHandler(keep)
+    set_quiet(False)  # an earlier in-process `--quiet` run may have left it on
+    try:
+        print0("step", 3)
+        set_quiet(True)
+        print0("hidden")
+        get_logger("serve").info("also hidden")
+        get_logger("serve").warning("a warning still shows")
+    finally:
+        set_quiet(False)
+        get_logger().removeHandler(keep)
+    assert seen == ["step 3", "a warning still shows"]
+    out = capsys.readouterr()
+    assert "step 3" in out.out and "hidden" not in out.out
+    assert "a warning still shows" in out.err

@@ -77,3 +77,50 @@ def test_yaml_round_trip_and_flags_beat_yaml(tmp_path):
     assert load_config(Demo, path) == cfg
     again = build_config(Demo, yaml_path=path, overrides={"lr": 0.5})
     assert again.inner.n_layer == 3 and again.lr == 0.5 and again.inputs == ["a.txt", "b.txt"]
+
+
+@dataclass
+class Mixture:
+    weights: dict[str, float] = field_(default_factory=dict, help="task weights")
+    source: str = field_("", help="parent run", aliases=("--from",))
+
+
+def _parse_mixture(argv):
+    p = argparse.ArgumentParser()
+    add_config_args(p, Mixture)
+    return build_config(Mixture, overrides=overrides_from_args(p.parse_args(argv)))
+
+
+def test_dict_field_from_flags_and_yaml(tmp_path):
+    assert _parse_mixture(["--weights", "arithmetic=2", "facts=0.5"]).weights == {
+        "arithmetic": 2.0,
+        "facts": 0.5,
+    }
+    assert _parse_mixture(["--weights", "a=1,b=3"]).weights == {"a": 1.0, "b": 3.0}
+    y = tmp_path / "m.yaml"
+    y.write_text("weights:\n  arithmetic: 2\n  facts: '0.25'\n", encoding="utf-8")
+    assert build_config(Mixture, yaml_path=y).weights == {"arithmetic": 2.0, "facts": 0.25}
+
+
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["--weights", "arithmetic"], "KEY=VALUE"),
+        (["--weights", "arithmetic=lots"], "weights.arithmetic: expected float"),
+    ],
+)
+def test_dict_field_rejects_bad_items(argv, needle):
+    with pytest.raises(ConfigError, match=needle):
+        _parse_mixture(argv)
+
+
+def test_dict_field_rejects_a_plain_string_in_yaml(tmp_path):
+    y = tmp_path / "m.yaml"
+    y.write_text("weights: 3\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="weights: expected a mapping"):
+        build_config(Mixture, yaml_path=y)
+
+
+def test_field_alias_flag():
+    assert _parse_mixture(["--from", "runs/base"]).source == "runs/base"
+    assert _parse_mixture(["--source", "runs/x"]).source == "runs/x"

@@ -163,10 +163,11 @@ def test_import_logits_match_transformers(tmp_path, tokenizer, kind):
 
     described = yaml.safe_load((run / "config.yaml").read_text())
     # The run opens like a trained one (`lmforge sample`, evaluation).
-    from lmforge.eval.sample import load_run_model
+    from lmforge.runs import load_run
 
-    loaded, _, folder = load_run_model(run)
-    assert folder.name == "step_0" and loaded.config == model.config
+    opened = load_run(run)
+    assert opened.checkpoint.path.name == "step_0" and opened.model.config == model.config
+    assert opened.stage == "import" and opened.step == 0
     assert described["arch"] == ("llama" if kind == "llama" else "gpt")
     assert described["model"]["n_layer"] == 2
 
@@ -190,9 +191,17 @@ def test_unexportable_combination_fails_before_writing(tmp_path):
 
 
 def _run_folder(tmp_path, tokenizer):
+    from lmforge.runs.checkpoint import save_checkpoint
+
     run = tmp_path / "run"
-    save_model(make("llama"), run / "checkpoints" / "step_5" / "model.safetensors")
-    (run / "latest").write_text("step_5\n")
+    model = make("llama")
+    save_checkpoint(
+        run,
+        5,
+        write_weights=lambda path: save_model(model, path),
+        optimizer_state={},
+        trainer_state={"tokenizer_hash": tokenizer.hash},
+    )
     tokenizer.save(run / "tokenizer")
     return run
 
@@ -209,7 +218,8 @@ def test_cli_export_errors(tmp_path, tokenizer):
     r = cli("export", "hf", "--run", run, "--out", tmp_path / "new")
     assert_clean_error(r, "model.safetensors")
     assert not (tmp_path / "new").exists()
-    assert_clean_error(cli("export", "hf", "--run", tmp_path / "nope", "--out", out), "no such run")
+    r = cli("export", "hf", "--run", tmp_path / "nope", "--out", tmp_path / "new")
+    assert_clean_error(r, "no such run")
 
 
 def test_cli_import_errors(tmp_path, tokenizer):

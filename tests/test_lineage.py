@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from conftest import assert_clean_error, run_lmforge
 
-from lmforge.eval.lineage_config import MODELS
-from lmforge.eval.lineage_ngram import score_windows, train_token_ngram, window_targets
+from lmforge.experiments.lineage_config import MODELS
+from lmforge.experiments.lineage_ngram import score_windows, train_token_ngram, window_targets
 
 WORDS = "the king queen said to my lord and her his good night day come go what why".split()
 

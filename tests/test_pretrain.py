@@ -20,7 +20,7 @@ from test_pretrain_helpers import (  # noqa: F401 (fixtures)
     tiny_shards,
 )
 
-from lmforge.train.checkpoint import latest_checkpoint, open_checkpoint
+from lmforge.runs.checkpoint import latest_checkpoint, open_checkpoint
 
 KILLED = -signal.SIGKILL
 

@@ -63,8 +63,8 @@ def shards(tmp_path_factory) -> Path:
 
 
 def _pretrain(shards: Path, out: Path, arch: str, steps: int, resume: bool = False, **kw):
-    from lmforge.train.config import PretrainConfig
-    from lmforge.train.pretrain import pretrain
+    from lmforge.stages.pretrain import pretrain
+    from lmforge.stages.pretrain_config import PretrainConfig
 
     fields = dict(
         arch=arch,

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from lmforge.common import LmforgeError
-from lmforge.train.checkpoint import (
+from lmforge.runs.checkpoint import (
     find_resume_checkpoint,
     latest_checkpoint,
     list_checkpoints,

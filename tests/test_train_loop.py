@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from lmforge.common import LmforgeError
-from lmforge.train.checkpoint import find_resume_checkpoint, latest_checkpoint
+from lmforge.runs.checkpoint import find_resume_checkpoint, latest_checkpoint
 from lmforge.train.config import TrainConfig
 from lmforge.train.loop import train
 

@@ -8,6 +8,7 @@ start fast.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import random
 import sys
@@ -204,6 +205,19 @@ def pick_device(name: str = "auto") -> str:
     return "cpu"
 
 
+def move_to(batch: Any, device: Any) -> Any:
+    """Tensors inside a batch (tensor, tuple, list or dict, nested) moved to `device`."""
+    import torch
+
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {k: move_to(v, device) for k, v in batch.items()}
+    if isinstance(batch, (tuple, list)):
+        return type(batch)(move_to(v, device) for v in batch)
+    return batch
+
+
 def dist_info() -> tuple[int, int, int]:
     """(rank, local_rank, world_size) from torchrun's environment; (0, 0, 1) otherwise."""
     rank = int(os.environ.get("RANK", 0))
@@ -216,10 +230,50 @@ def is_main_process() -> bool:
     return dist_info()[0] == 0
 
 
-def print0(*args: Any, **kwargs: Any) -> None:
-    """print() on rank 0 only."""
+def get_logger(name: str = "") -> logging.Logger:
+    """The `lmforge` logger (or its child `lmforge.<name>`): library code logs through it."""
+    _ensure_handler()
+    return logging.getLogger(f"lmforge.{name}" if name else "lmforge")
+
+
+class _ConsoleHandler(logging.StreamHandler):
+    """Plain messages: INFO to the *current* sys.stdout, warnings and errors to sys.stderr
+    (looked up per record, so redirection and test capture see them)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setFormatter(logging.Formatter("%(message)s"))
+        self._to_err = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self._to_err = record.levelno >= logging.WARNING
+        super().emit(record)
+
+    @property  # type: ignore[override]
+    def stream(self):
+        return sys.stderr if self._to_err else sys.stdout
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
+
+
+def _ensure_handler() -> None:
+    """Give the `lmforge` logger a stdout handler at INFO unless the application set one up."""
+    root = logging.getLogger("lmforge")
+    if not getattr(root, "_lmforge_configured", False):
+        root._lmforge_configured = True  # type: ignore[attr-defined]
+        if not root.handlers:
+            root.addHandler(_ConsoleHandler())
+            root.propagate = False
+        if root.level == logging.NOTSET:
+            root.setLevel(logging.WARNING if _QUIET else logging.INFO)
+
+
+def print0(*args: Any, sep: str = " ", **_: Any) -> None:
+    """An INFO line on the `lmforge` logger, on rank 0 only; silent with --quiet."""
     if is_main_process():
-        print(*args, **kwargs)
+        get_logger().info(sep.join(str(a) for a in args))
 
 
 # ---------------------------------------------------------------------------
@@ -229,9 +283,11 @@ _QUIET = False
 
 
 def set_quiet(quiet: bool) -> None:
-    """Silence progress bars process-wide (the CLI's --quiet)."""
+    """Silence progress bars and INFO logging process-wide (the CLI's --quiet)."""
     global _QUIET
     _QUIET = quiet
+    _ensure_handler()
+    logging.getLogger("lmforge").setLevel(logging.WARNING if quiet else logging.INFO)
 
 
 def progress(

@@ -39,9 +39,16 @@ def field_(
     min: float | None = None,
     max: float | None = None,
     default_factory: Any = dataclasses.MISSING,
+    aliases: typing.Sequence[str] = (),
 ) -> Any:
-    """A dataclass field carrying help text and validation bounds."""
-    meta = {"help": help, "choices": tuple(choices) if choices else None, "min": min, "max": max}
+    """A dataclass field carrying help text, validation bounds and extra CLI flag names."""
+    meta = {
+        "help": help,
+        "choices": tuple(choices) if choices else None,
+        "min": min,
+        "max": max,
+        "aliases": tuple(aliases),
+    }
     if default_factory is not dataclasses.MISSING:
         return dataclasses.field(default_factory=default_factory, metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -71,6 +78,8 @@ def _coerce(name: str, tp: Any, value: Any) -> Any:
         return None
     origin = typing.get_origin(base)
     try:
+        if origin is dict:
+            return _coerce_dict(name, base, value)
         if origin in (list, tuple):
             (inner,) = typing.get_args(base)[:1] or (str,)
             if isinstance(value, str):
@@ -115,6 +124,29 @@ def _coerce(name: str, tp: Any, value: Any) -> Any:
         tname = getattr(base, "__name__", str(base))
         raise ConfigError(name, f"expected {tname}, got {value!r}") from None
     return value
+
+
+def _coerce_dict(name: str, tp: Any, value: Any) -> dict:
+    """A mapping from YAML, or `k=v` items from the CLI (`--weights a=2 b=1` or `a=2,b=1`)."""
+    key_t, val_t = (typing.get_args(tp) + (str, Any))[:2]
+    if isinstance(value, str):
+        value = [value]
+    if isinstance(value, (list, tuple)):
+        pairs = {}
+        items = [p for v in value for p in (v.split(",") if isinstance(v, str) else [v])]
+        for item in (i for i in items if not isinstance(i, str) or i.strip()):
+            if not isinstance(item, str) or "=" not in item:
+                raise ConfigError(name, f"expected KEY=VALUE items, got {item!r}")
+            k, v = item.split("=", 1)
+            pairs[k.strip()] = v.strip()
+        value = pairs
+    if not isinstance(value, dict):
+        raise ConfigError(name, f"expected a mapping (KEY=VALUE items), got {value!r}")
+    out = {}
+    for k, v in value.items():
+        ck = _coerce(f"{name}.{k}", key_t, k)
+        out[ck] = v if val_t is Any else _coerce(f"{name}.{k}", val_t, v)
+    return out
 
 
 def validate(cfg: Any, prefix: str = "") -> None:
@@ -269,9 +301,11 @@ def add_config_args(
                 if meta.get("choices")
                 else (getattr(base, "__name__", "VALUE").upper())
             )
-            if typing.get_origin(base) in (list, tuple):
+            if typing.get_origin(base) in (list, tuple, dict):
                 kwargs["nargs"] = "+"
-        group.add_argument(flag, **kwargs)
+            if typing.get_origin(base) is dict:
+                kwargs["metavar"] = "KEY=VALUE"
+        group.add_argument(flag, *meta.get("aliases", ()), **kwargs)
 
 
 def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:

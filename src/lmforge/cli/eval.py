@@ -9,7 +9,7 @@ VERB = "eval"
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     from ..config import add_config_args
-    from ..eval.lineage_config import LineageConfig
+    from ..experiments.lineage_config import LineageConfig
 
     parser = subparsers.add_parser(
         VERB,
@@ -34,9 +34,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_lineage_cmd(args: argparse.Namespace) -> int:
     from ..config import build_config, overrides_from_args
-    from ..eval.lineage import run_lineage
-    from ..eval.lineage_config import LineageConfig
-    from ..eval.lineage_report import markdown_table
+    from ..experiments.lineage import run_lineage
+    from ..experiments.lineage_config import LineageConfig
+    from ..experiments.lineage_report import markdown_table
 
     cfg = build_config(LineageConfig, yaml_path=args.config, overrides=overrides_from_args(args))
     result = run_lineage(cfg)

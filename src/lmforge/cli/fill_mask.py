@@ -28,29 +28,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from ..common import LmforgeError, pick_device
-    from ..export.hf import resolve_checkpoint
-    from ..models import arch_of, load_model
     from ..models.bert import MASK_LITERAL, fill_mask
-    from ..tokenizers.base import Tokenizer
+    from ..runs import load_run
 
     if args.top_k < 1:
         raise LmforgeError(f"--top-k must be at least 1, got {args.top_k}")
-    weights = resolve_checkpoint(args.run, args.checkpoint)
-    model = load_model(weights, device=pick_device(args.device))
-    if arch_of(model) != "bert":
-        raise LmforgeError(
-            f"{weights}: fill-mask needs a BERT (masked-LM) run, this is a {arch_of(model)} model"
-        )
-    tok_dir = Path(args.run) / "tokenizer"
-    tok = Tokenizer.load(tok_dir)
-    if tok.vocab_size > model.config.vocab_size:
-        raise LmforgeError(
-            f"{tok_dir}: tokenizer has {tok.vocab_size} ids but the model only "
-            f"{model.config.vocab_size}; they do not belong together"
-        )
+    opened = load_run(
+        args.run, checkpoint=args.checkpoint, device=pick_device(args.device), need="encoder"
+    )
+    model, tok = opened.model, opened.tokenizer
     ids, blanks = fill_mask(model, tok, args.text, top_k=args.top_k)
     mask_pos = [i for i, t in enumerate(ids) if t == tok.mask_id]
     best = list(ids)

@@ -3,21 +3,22 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 VERB = "pretrain"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     from ..config import add_config_args
-    from ..train.config import PretrainConfig
+    from ..stages.pretrain_config import PretrainConfig
 
     parser = subparsers.add_parser(
         VERB,
         help="pretrain a GPT, LLaMA, RNN or BERT on token shards",
         description="Next-token pretraining into a run folder (config.yaml, checkpoints/, "
         "metrics.jsonl, tb/, plots/, report.md). Runs as one process or under "
-        "`torchrun --nproc_per_node N -m lmforge pretrain ...` (DDP; --parallel fsdp shards).",
+        "`torchrun --nproc_per_node N -m lmforge pretrain ...` (DDP; --parallel fsdp shards). "
+        "--from RUN starts from another run's weights and tokenizer (e.g. one made by "
+        "`lmforge import hf`) with a new optimizer at step 0.",
     )
     parser.add_argument("--config", metavar="YAML", help="PretrainConfig YAML (flags override it)")
     parser.add_argument(
@@ -31,9 +32,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..common import ConfigError
-    from ..config import build_config, overrides_from_args
-    from ..train.config import PretrainConfig
+    from ..common import ConfigError, LmforgeError
+    from ..config import build_config, overrides_from_args, read_yaml
+    from ..runs import RunLayout
+    from ..stages.pretrain_config import PretrainConfig
 
     overrides = overrides_from_args(args)
     yaml_path = args.config
@@ -41,12 +43,17 @@ def run(args: argparse.Namespace) -> int:
         out = overrides.get("out")
         if not out:
             raise ConfigError("out", "--resume needs --out RUN, the run folder to continue")
-        saved = Path(out) / "config.yaml"
+        saved = RunLayout(out).config
         if saved.is_file():
+            if "imported_from" in read_yaml(saved):
+                raise LmforgeError(
+                    f"{out}: was made by `lmforge import hf` and has no training to resume; "
+                    f"start a new run from it with --from {out}"
+                )
             yaml_path = saved
     cfg = build_config(PretrainConfig, yaml_path=yaml_path, overrides=overrides)
 
-    from ..train.pretrain import pretrain
+    from ..stages.pretrain import pretrain
 
     pretrain(cfg, resume=args.resume)
     return 0

@@ -14,6 +14,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..common import move_to
+
 
 def bits_per_byte(loss_nats: float, tokens: int, n_bytes: int) -> float:
     """Convert a per-token loss in nats to bits per byte of text."""
@@ -24,17 +26,6 @@ def bits_per_byte(loss_nats: float, tokens: int, n_bytes: int) -> float:
 
 def perplexity(loss_nats: float) -> float:
     return math.exp(min(loss_nats, 700.0))  # exp overflows a float past ~709
-
-
-def move_to(batch: Any, device: str | torch.device) -> Any:
-    """Tensors inside a batch (tensor, tuple, list or dict, nested) moved to `device`."""
-    if isinstance(batch, torch.Tensor):
-        return batch.to(device, non_blocking=True)
-    if isinstance(batch, dict):
-        return {k: move_to(v, device) for k, v in batch.items()}
-    if isinstance(batch, (tuple, list)):
-        return type(batch)(move_to(v, device) for v in batch)
-    return batch
 
 
 @torch.no_grad()

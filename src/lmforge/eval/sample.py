@@ -1,4 +1,4 @@
-"""Text from a run folder's model: load tokenizer + checkpoint, generate, stream to stdout."""
+"""Text from a run folder's model (opened by `lmforge.runs.load_run`), streamed to stdout."""
 
 from __future__ import annotations
 
@@ -6,40 +6,8 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
-from ..common import ConfigError, LmforgeError, pick_device
-
-
-def load_run_model(run: str | Path, step: int | None = None, device: str = "cpu"):
-    """(model, tokenizer, checkpoint folder) of a run; the checkpoint is verified first."""
-    from ..models import load_model
-    from ..tokenizers import Tokenizer
-    from ..train.checkpoint import find_resume_checkpoint, open_checkpoint, step_dir
-
-    run = Path(run)
-    if not run.is_dir():
-        raise LmforgeError(f"{run}: no such run folder")
-    if step is None:
-        ckpt = find_resume_checkpoint(run)
-    else:
-        folder = step_dir(run, step)
-        if not folder.is_dir():
-            raise LmforgeError(f"{folder}: no such checkpoint (see {run / 'checkpoints'})")
-        ckpt = open_checkpoint(folder)
-    tok = Tokenizer.load(run / "tokenizer")
-    saved = ckpt.state.get("tokenizer_hash")
-    if saved is not None and saved != tok.hash:
-        raise LmforgeError(
-            f"{run / 'tokenizer'}: is not the tokenizer the checkpoint was trained with "
-            f"({tok.hash} vs {saved}); restore the run's tokenizer/ folder"
-        )
-    model = load_model(ckpt.model_file)
-    vocab = getattr(getattr(model, "config", None), "vocab_size", None)
-    if vocab is not None and vocab < tok.vocab_size:
-        raise LmforgeError(
-            f"{ckpt.model_file}: model vocabulary {vocab} is smaller than the tokenizer's "
-            f"{tok.vocab_size}; the run's tokenizer/ does not belong to this model"
-        )
-    return model.to(device).eval(), tok, ckpt.path
+from ..common import ConfigError, pick_device
+from ..runs import load_run
 
 
 class _TextStream:
@@ -95,7 +63,8 @@ def sample_run(
     if num_samples < 1:
         raise ConfigError("num_samples", f"must be >= 1, got {num_samples}")
     out = out or sys.stdout
-    model, tok, _ = load_run_model(run, step, pick_device(device))
+    opened = load_run(run, step, device=pick_device(device), need="decoder")
+    model, tok = opened.model, opened.tokenizer
     stop = [tok.eos_id] if tok.eos_id is not None else []
     # An empty prompt starts a new document, as training saw them begin (after EOS).
     ids = tok.encode(prompt) if prompt else []

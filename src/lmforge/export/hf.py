@@ -455,30 +455,6 @@ def export_hf(
     return out
 
 
-def resolve_checkpoint(run: str | Path, checkpoint: str | None = None) -> Path:
-    """The model.safetensors of a run folder (its `latest` checkpoint unless one is named)."""
-    run = Path(run)
-    if not run.is_dir():
-        raise LmforgeError(f"{run}: no such run folder")
-    if checkpoint is None:
-        latest = run / "latest"
-        if not latest.is_file():
-            raise LmforgeError(
-                f"{latest}: not found; {run} is not a run folder with a finished checkpoint"
-            )
-        checkpoint = latest.read_text(encoding="utf-8").strip()
-    folder = run / "checkpoints" / checkpoint
-    path = folder / "model.safetensors"
-    if not path.is_file():
-        raise LmforgeError(f"{path}: no such checkpoint file")
-    if (folder / "trainer_state.json").is_file():
-        from ..train.checkpoint import open_checkpoint
-
-        # The trainer recorded each file's size and sha256: a damaged file is named here.
-        open_checkpoint(folder)
-    return path
-
-
 def export_run(
     run: str | Path,
     out: str | Path,
@@ -488,18 +464,19 @@ def export_run(
     force: bool = False,
 ) -> Path:
     """`lmforge export hf`: the run's checkpoint and tokenizer as a transformers folder."""
-    from ..models import load_model
-    from ..tokenizers.base import Tokenizer
+    from ..runs import load_run
     from .hf_bert import BertMLM, export_bert_hf
 
-    weights = resolve_checkpoint(run, checkpoint)
-    model = load_model(weights)
+    # load_run checks the tokenizer against the weights (a swapped tokenizer/ would
+    # otherwise export fine and generate nonsense in transformers).
+    _check_out(Path(out), force)  # before reading anything heavy
+    opened = load_run(run, checkpoint=checkpoint)
+    model, tokenizer = opened.model, opened.tokenizer
     if not isinstance(model, (GPT, BertMLM)):
-        raise LmforgeError(f"{weights}: not a GPT/LLaMA/BERT checkpoint; use its own exporter")
-    tok_dir = Path(run) / "tokenizer"
-    tokenizer = Tokenizer.load(tok_dir) if tok_dir.is_dir() else None
-    if tokenizer is None:
-        raise LmforgeError(f"{tok_dir}: no tokenizer folder; the export needs the run's tokenizer")
+        raise LmforgeError(
+            f"{opened.checkpoint.model_file}: a {opened.arch} model; Hugging Face export covers "
+            "GPT, LLaMA and BERT"
+        )
     if isinstance(model, BertMLM):  # an encoder: BertForMaskedLM
         return export_bert_hf(model, tokenizer, out, dtype=dtype, force=force)
     return export_hf(model, tokenizer, out, dtype=dtype, force=force)
@@ -517,7 +494,8 @@ def import_hf(src: str | Path, out: str | Path, *, force: bool = False) -> Path:
     import yaml
 
     from ..models import save_model
-    from ..train.checkpoint import save_checkpoint
+    from ..runs import RunLayout
+    from ..runs.checkpoint import save_checkpoint
     from .hf_tokenizer import read_hf_tokenizer
 
     src, out = Path(src), Path(out)
@@ -546,13 +524,18 @@ def import_hf(src: str | Path, out: str | Path, *, force: bool = False) -> Path:
     if tmp.exists():
         shutil.rmtree(tmp)
     try:
-        tokenizer.save(tmp / "tokenizer")
+        layout = RunLayout(tmp)
+        tokenizer.save(layout.tokenizer)
         save_checkpoint(
             tmp,
             0,
             write_weights=lambda path: save_model(model, path),
             optimizer_state={},
-            trainer_state={"tokenizer_hash": tokenizer.hash, "imported_from": str(src)},
+            trainer_state={
+                "stage": "import",
+                "tokenizer_hash": tokenizer.hash,
+                "imported_from": str(src),
+            },
         )  # also writes `latest`
         description = {
             "arch": arch,
@@ -560,7 +543,7 @@ def import_hf(src: str | Path, out: str | Path, *, force: bool = False) -> Path:
             "imported_from": str(src.resolve()),
             "hf_architecture": HF_CLASS[hf_model_type(cfg)],
         }
-        atomic_write_text(tmp / "config.yaml", yaml.safe_dump(description, sort_keys=False))
+        atomic_write_text(layout.config, yaml.safe_dump(description, sort_keys=False))
         out.parent.mkdir(parents=True, exist_ok=True)
         replace_folder(tmp, out)
     finally:

@@ -336,7 +336,7 @@ class GPT(nn.Module):
 
     def new_kv_cache(self, batch_size: int, max_len: int, pad_lens: list[int] | None = None):
         """An empty KV cache for `batch_size` rows of up to `max_len` tokens (left padding ok)."""
-        from ..inference.kv_cache import KVCache
+        from .kv_cache import KVCache
 
         cfg = self.config
         p = self.lm_head.weight

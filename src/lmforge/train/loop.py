@@ -23,10 +23,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..common import LmforgeError, progress, seed_everything
-from ..eval.perplexity import move_to
+from ..common import LmforgeError, move_to, progress, seed_everything
+from ..runs.checkpoint import Checkpoint, save_checkpoint
 from . import distributed as D
-from .checkpoint import Checkpoint, save_checkpoint
 from .config import TrainConfig
 from .metrics import MetricsLogger
 from .objective import BatchSource, Objective

@@ -77,7 +77,7 @@ class MetricsLogger:
         """Redraw plots/loss.png (and plots/lr.png); returns the files written."""
         if not self.enabled or not self.records:
             return []
-        from ..eval.plots import plot_training_curves
+        from .plots import plot_training_curves
 
         return plot_training_curves(self.records, self.run_dir / "plots")
 

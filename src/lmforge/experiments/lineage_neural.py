@@ -1,6 +1,6 @@
 """The neural side of the lineage benchmark: train under a time budget, score windows, generate.
 
-Each model is trained by `lmforge.train.pretrain` (the one loop) with
+Each model is trained by `lmforge.stages.pretrain` (the one loop) with
 ``max_time`` as its only stop, then scored on the same non-overlapping
 validation windows as the n-grams (see `lineage_ngram.window_targets`), each
 window from a fresh state: a transformer sees nothing before its window, and
@@ -19,7 +19,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..train.config import ModelOverrides, PretrainConfig
+from ..runs import RunLayout
+from ..stages.pretrain_config import ModelOverrides, PretrainConfig
 from .lineage_config import LineageConfig
 
 EVAL_ROWS = 32  # windows per forward when scoring the whole validation split
@@ -79,7 +80,7 @@ def _log_every(eval_every: int) -> int:
 
 def train_neural(cfg: LineageConfig, arch: str, data: Path, out: Path) -> dict[str, Any]:
     """Train `arch` for `cfg.budget_s` seconds; returns steps, tokens, time and the curve."""
-    from ..train.pretrain import pretrain
+    from ..stages.pretrain import pretrain
 
     result = pretrain(pretrain_config(cfg, arch, data, out))
     return {
@@ -88,8 +89,7 @@ def train_neural(cfg: LineageConfig, arch: str, data: Path, out: Path) -> dict[s
         "train_s": result.elapsed_s,
         "train_tok_per_s": result.tokens_seen / result.elapsed_s if result.elapsed_s else None,
         "final_train_loss": result.train_loss,
-        "curve": read_val_curve(out / "metrics.jsonl"),
-        "checkpoint": str(result.checkpoint),
+        "curve": read_val_curve(RunLayout(out).metrics),
     }
 
 

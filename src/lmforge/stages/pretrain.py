@@ -23,14 +23,15 @@ import torch
 
 from ..common import ConfigError, LmforgeError, print0, seed_everything
 from ..config import save_config
-from . import distributed as D
-from .causal_lm import CausalLMObjective
-from .checkpoint import Checkpoint, find_resume_checkpoint, list_checkpoints
-from .config import PretrainConfig
-from .loop import TrainResult, train
+from ..runs import RunLayout
+from ..runs.checkpoint import Checkpoint
+from ..train import distributed as D
+from ..train.causal_lm import CausalLMObjective
+from ..train.loop import TrainResult, train
+from .base import StageStart, check_parent_tokenizer, start_stage
+from .pretrain_config import PretrainConfig
 
-CONFIG_FILE = "config.yaml"
-TOKENIZER_DIR = "tokenizer"
+STAGE = "pretrain"
 
 
 def model_config_for(cfg: PretrainConfig, tokenizer_vocab: int) -> tuple[str, Any]:
@@ -69,16 +70,6 @@ def model_config_for(cfg: PretrainConfig, tokenizer_vocab: int) -> tuple[str, An
     return arch, mcfg
 
 
-def _check_run_folder(out: Path, resume: bool) -> Checkpoint | None:
-    if resume:
-        return find_resume_checkpoint(out)
-    if list_checkpoints(out):
-        raise LmforgeError(
-            f"{out}: already holds checkpoints; pass --resume to continue it or choose another --out"
-        )
-    return None
-
-
 def pretrain(cfg: PretrainConfig, *, resume: bool = False) -> TrainResult:
     """Train as `cfg` says (continuing RUN/latest with `resume`); returns the loop's result."""
     from ..data.shards import TokenShards
@@ -86,14 +77,29 @@ def pretrain(cfg: PretrainConfig, *, resume: bool = False) -> TrainResult:
     out = Path(cfg.out)
     train_shards = TokenShards(cfg.data, "train")
     tok = train_shards.tokenizer()  # checks the tokenizer against the shards' hash
-    arch, mcfg = model_config_for(cfg, tok.vocab_size)
+    start = start_stage(cfg, resume=resume)
+    if start.parent is not None:
+        check_parent_tokenizer(start.parent, tok.hash, cfg.data)
+        arch, mcfg = _parent_model_config(cfg, start.parent)
+        cfg = dataclasses.replace(cfg, arch=arch)  # config.yaml says what is trained
+    elif start.resume is not None and start.parent_info is not None:
+        from ..models import read_model_meta
+
+        # A run started --from another: its model is the one in its own checkpoint.
+        arch, mcfg, _ = read_model_meta(start.resume.model_file)
+    else:
+        arch, mcfg = model_config_for(cfg, tok.vocab_size)
     if arch == "bert" and tok.mask_id is None:
         raise LmforgeError(
             f"{cfg.data}: the tokenizer has no <|mask|> token, which a masked LM needs; "
             "retrain it with `lmforge tokenizer train` and prepare the data again"
         )
     seq_len = cfg.seq_len or mcfg.block_size
-    ckpt = _check_run_folder(out, resume)
+    if seq_len > mcfg.block_size:
+        raise ConfigError(
+            "seq_len", f"{seq_len} is above the model's context block_size={mcfg.block_size}"
+        )
+    ckpt = start.resume
     if ckpt is not None:
         _check_resume_matches(ckpt, tok.hash, arch, mcfg)
 
@@ -101,7 +107,7 @@ def pretrain(cfg: PretrainConfig, *, resume: bool = False) -> TrainResult:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     try:
-        return _run(cfg, ctx, out, train_shards, tok, arch, mcfg, seq_len, ckpt)
+        return _run(cfg, ctx, out, train_shards, tok, arch, mcfg, seq_len, start)
     finally:
         D.shutdown()
 
@@ -126,23 +132,48 @@ def _check_resume_matches(ckpt: Checkpoint, tok_hash: str, arch: str, mcfg: Any)
             )
 
 
-def _run(cfg, ctx, out, train_shards, tok, arch, mcfg, seq_len, ckpt) -> TrainResult:
+def _parent_model_config(cfg: PretrainConfig, parent: Any) -> tuple[str, Any]:
+    """The parent's model config; of `--model.*` only dropout may change (shapes are fixed)."""
+    given = cfg.model.given()
+    fixed = sorted(k for k in given if k != "dropout")
+    if fixed:
+        raise ConfigError(
+            f"model.{fixed[0]}",
+            f"the model comes from --from {parent.path}; its shape cannot change (only "
+            "--model.dropout may be set)",
+        )
+    mcfg = parent.model.config
+    if "dropout" in given:
+        mcfg = dataclasses.replace(mcfg, dropout=given["dropout"])
+    return parent.arch, mcfg
+
+
+def _run(cfg, ctx, out, train_shards, tok, arch, mcfg, seq_len, start: StageStart) -> TrainResult:
     from ..data.batches import BatchReader
     from ..eval.perplexity import bits_per_byte, mean_loss, perplexity
     from ..models import build_model
 
+    ckpt = start.resume
     seed_everything(cfg.seed)  # the same initial weights on every rank
     model = build_model(arch, mcfg)
+    if start.parent is not None:
+        model.load_state_dict(start.parent.model.state_dict())
     n_params = sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
+    layout = RunLayout(out)
     if ctx.is_main:
         out.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, out / CONFIG_FILE)
-        tok.save(out / TOKENIZER_DIR)
+        save_config(cfg, layout.config)
+        tok.save(layout.tokenizer)
+        origin = ""
+        if ckpt is not None:
+            origin = f", resuming from {ckpt.path}"
+        elif start.parent is not None:
+            origin = f", from {start.parent.path} (step {start.parent.step})"
         print0(
-            f"pretrain: {arch} {cfg.preset} ({n_params / 1e6:.2f}M parameters), vocab "
+            f"pretrain: {arch} {'' if start.parent_info else cfg.preset + ' '}"
+            f"({n_params / 1e6:.2f}M parameters), vocab "
             f"{mcfg.vocab_size}, seq_len {seq_len}, batch {cfg.batch_size}×{cfg.grad_accum}"
-            f"×{ctx.world_size}, device {ctx.device}"
-            + (f", resuming from {ckpt.path}" if ckpt else "")
+            f"×{ctx.world_size}, device {ctx.device}" + origin
         )
 
     batches = BatchReader(
@@ -198,8 +229,10 @@ def _run(cfg, ctx, out, train_shards, tok, arch, mcfg, seq_len, ckpt) -> TrainRe
         evaluator=evaluator,
         resume=ckpt,
         extra_state={
+            "stage": STAGE,
             "tokenizer_hash": tok.hash,
             "model": {"arch": arch, **dataclasses.asdict(mcfg)},
+            **({"parent": start.parent_info} if start.parent_info else {}),
         },
         desc=f"pretrain {arch}",
     )
@@ -246,14 +279,14 @@ def objectives_for(
     blanks the same tokens.
     """
     if arch == "bert":
-        from .masked_lm import MaskedLMObjective
+        from ..train.masked_lm import MaskedLMObjective
 
         def mlm(seed: int) -> MaskedLMObjective:
             return MaskedLMObjective.for_tokenizer(tok, vocab_size, seed=seed)
 
         return mlm(cfg.seed + rank), lambda: mlm(rank)
     if arch == "rnn":
-        from .recurrent_lm import RecurrentLMObjective
+        from ..train.recurrent_lm import RecurrentLMObjective
 
         continues = (lambda: batches.continues_previous) if cfg.carry_state else None
         return RecurrentLMObjective(cfg.carry_state, continues), CausalLMObjective
@@ -294,4 +327,4 @@ def config_from_run(run: str | Path) -> dict[str, Any]:
     """The saved config.yaml of a run folder, as a dict (for `--resume` without `--config`)."""
     from ..config import read_yaml
 
-    return read_yaml(Path(run) / CONFIG_FILE)
+    return read_yaml(RunLayout(run).config)

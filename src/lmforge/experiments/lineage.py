@@ -172,13 +172,14 @@ def _ngram(cfg, name, order, train_ids, val_ids, tok, start) -> dict[str, Any]:
 
 
 def _neural(cfg, name, arch, data, out, val_ids, tok, start) -> dict[str, Any]:
-    from ..models import load_model
+    from ..runs import load_run
     from .lineage_neural import count_params, generation_speed, score_windows, train_neural
     from .lineage_ngram import window_targets
 
     seed_everything(cfg.seed)
-    trained = train_neural(cfg, arch, data, out / "runs" / name)
-    model = load_model(trained.pop("checkpoint"))
+    run_dir = out / "runs" / name
+    trained = train_neural(cfg, arch, data, run_dir)
+    model = load_run(run_dir, need="decoder").model
     t0 = time.perf_counter()
     losses = score_windows(model, val_ids, cfg.context)
     _, positions = window_targets(len(val_ids), cfg.context)
