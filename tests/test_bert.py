@@ -81,7 +81,8 @@ def test_tiny_bert_masked_lm_loss_falls():
     losses = []
     for _ in range(30):
         x = templates[torch.randint(6, (16,), generator=g)]  # (16, 24)
-        loss, metrics = obj.compute_loss(model, (x, x))
+        out = obj.compute_loss(model, (x, x))
+        loss, metrics = out.mean, out.metrics
         opt.zero_grad()
         loss.backward()
         opt.step()

@@ -84,3 +84,18 @@ def test_flag_and_folder_errors(tmp_path, bpe_dir):
     assert_clean_error(prepare(tmp_path / "notok", tmp_path / "o", "x.txt"), "tokenizer.json")
     assert_clean_error(run_lmforge("data", "info", tmp_path), "not a prepared data folder")
     assert_clean_error(prepare(bpe_dir, tmp_path / "o", "hf:some/dataset"), "hf:some/dataset")
+
+
+def test_val_fraction_zero_is_refused_at_prepare_time(tmp_path, bpe_dir):
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("\n\n".join(CORPUS) + "\n", encoding="utf-8")
+    r = prepare(bpe_dir, tmp_path / "out", corpus, extra=("--val-fraction", "0"))
+    assert_clean_error(r, "val_fraction", "lmforge pretrain", "--val-fraction 0.05")
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_text_field_names_the_flag_and_the_fields(tmp_path, bpe_dir):
+    bad = tmp_path / "rows.jsonl"
+    bad.write_text('{"body": "x", "id": 1}\n', encoding="utf-8")
+    r = prepare(bpe_dir, tmp_path / "out", bad)
+    assert_clean_error(r, "rows.jsonl:1", '"body", "id"', "--text-field")

@@ -46,6 +46,11 @@ def test_jsonl_text_field_rows_and_nulls(tmp_path):
     [
         (['{"text": "a"}', '{"text": "b"}', '{"text": oops}'], ":3: malformed JSON"),
         (['{"text": "a"}', '{"body": "b"}'], ':2: no "text" field'),
+        (['{"body": "b", "id": 1}'], r'has: "body", "id"\); name .* with --text-field'),
+        (
+            ['{"text": "a", oops}'],
+            r":1: malformed JSON \(Expecting .* at column 15\); .*fix or remove line 1$",
+        ),
         (['{"text": 5}'], ':1: field "text" must be a string'),
     ],
 )
@@ -198,3 +203,59 @@ def test_hub_dataset_needs_datasets_package():
         pytest.skip("datasets is installed; the hub path needs the network")
     with pytest.raises(LmforgeError, match="pip install datasets"):
         docs("hf:roneneldan/TinyStories")
+
+
+@pytest.mark.parametrize(
+    "text, encoding, guess, word",
+    [
+        ("Le café était très bon. Müller sagt: schön!\n", "cp1252", "cp1252", "café"),
+        ("Привет, как дела? Это текст.\n", "cp1251", "cp1251", "Привет,"),
+    ],
+)
+def test_not_utf8_names_the_likely_encoding(tmp_path, text, encoding, guess, word):
+    p = tmp_path / "old.txt"
+    p.write_bytes(b"fine line\n" + text.encode(encoding))
+    with pytest.raises(LmforgeError) as e:
+        docs(p)
+    msg = str(e.value)
+    assert "\n" not in msg and msg.startswith(f"{p}:2: is not UTF-8")
+    assert f"iconv -f {guess} -t utf-8" in msg and repr(word) in msg
+    other = "cp1251" if guess == "cp1252" else "cp1252"
+    assert f"-f {other} if the text reads wrong" in msg
+
+
+@pytest.mark.parametrize("mode", ["blank-line", "file", "line"])
+def test_txt_read_in_small_blocks_gives_the_same_documents(tmp_path, monkeypatch, mode):
+    import lmforge.data.readers as readers
+
+    p = tmp_path / "a.txt"
+    p.write_bytes(
+        "\ufeffFirst  para\r\nstill first é\n\n  \nSecond one, a long line "
+        "of words\r\n\n\nthird\n".encode()
+    )
+    whole = docs(p, txt_docs=mode)
+    monkeypatch.setattr(readers, "_READ_BYTES", 3)
+    assert docs(p, txt_docs=mode) == whole
+
+
+def test_split_hands_documents_on_in_pieces(tmp_path):
+    from lmforge.tokenizers.corpus import split_pieces
+
+    text = " ".join(f"word{i}" for i in range(3000))
+    (tmp_path / "a.txt").write_text(f"short doc\n\n{text}\n\nlast\n", encoding="utf-8")
+    write_jsonl(tmp_path / "b.jsonl", [{"text": text}])
+    got = list(
+        iter_documents(
+            [tmp_path / "a.txt", tmp_path / "b.jsonl"],
+            split=lambda blocks: split_pieces(blocks, 1000),
+        )
+    )
+    whole: dict = {}
+    for d in got:
+        whole.setdefault((d.source, d.line), []).append(d)
+        assert len(d.text) <= 1000
+    texts = {k: "".join(p.text for p in v) for k, v in whole.items()}
+    assert list(texts.values()) == ["short doc", text, "last", text]
+    for pieces in whole.values():
+        assert [p.part for p in pieces] == list(range(len(pieces)))
+        assert [p.last for p in pieces] == [False] * (len(pieces) - 1) + [True]

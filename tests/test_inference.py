@@ -14,6 +14,7 @@ from lmforge.inference import (
     generate,
     generate_full,
     sequence_logprobs,
+    stream_generate,
     token_logprobs,
     truncate_at_stop,
 )
@@ -119,9 +120,11 @@ def test_stop_tokens_and_streaming():
     model = make("llama")
     full = generate(model, PROMPTS, GREEDY)
     stop = full[0][4]
-    streamed: list[tuple[int, int]] = []
     cfg = SamplingConfig(max_new_tokens=12, temperature=0.0, stop_token_ids=[stop])
-    out = generate_full(model, PROMPTS, cfg, stream=lambda r, t: streamed.append((r, t)))
+    out = generate_full(model, PROMPTS, cfg)
+    streamed = [
+        (e.row, e.token) for e in stream_generate(model, PROMPTS, cfg) if e.token is not None
+    ]
     first = full[0].index(stop)
     assert out[0].tokens == full[0][:first] and out[0].finish_reason == "stop"
     for row, g in enumerate(out):

@@ -106,11 +106,14 @@ def test_objective_loss_counts_only_chosen_tokens():
     obj = MaskedLMObjective(mask_id=MASK, vocab_size=V, special_ids=SPECIAL, seed=0)
     x = _batch(0, B=4, T=40)
     model = Probe()
-    loss, metrics = obj.compute_loss(model, (x, x.roll(-1, 1)))
-    assert loss.item() == pytest.approx(torch.log(torch.tensor(float(V))).item(), rel=1e-5)
+    out = obj.compute_loss(model, (x, x.roll(-1, 1)))
+    assert out.mean.item() == pytest.approx(torch.log(torch.tensor(float(V))).item(), rel=1e-5)
     assert (model.targets != -100).any() and (model.ids == MASK).any()
-    assert isinstance(metrics["mlm_acc"], torch.Tensor)
-    assert obj.count_tokens((x, x)) == 160
+    assert isinstance(out.metrics["mlm_acc"], torch.Tensor)
+    # The loss is summed over the chosen positions only, and n_tokens counts them.
+    chosen = int((model.targets != -100).sum())
+    assert 0 < chosen < 160 and int(out.n_tokens) == chosen
+    assert out.loss_sum.item() == pytest.approx(chosen * out.mean.item(), rel=1e-6)
 
 
 def test_tokenizer_without_mask_token_is_a_clear_error():

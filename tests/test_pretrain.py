@@ -6,6 +6,9 @@ from __future__ import annotations
 import json
 import shutil
 import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from conftest import assert_clean_error
@@ -23,6 +26,19 @@ from test_pretrain_helpers import (  # noqa: F401 (fixtures)
 from lmforge.runs.checkpoint import latest_checkpoint, open_checkpoint
 
 KILLED = -signal.SIGKILL
+KILLABLE = Path(__file__).with_name("_killable.py")
+
+
+def killed_proc(*args: str, after_step: int | None = None, in_checkpoint: int | None = None):
+    """`lmforge pretrain ARGS` in a subprocess that SIGKILLs itself at the point asked for
+    (tests/_killable.py: a loop hook or a wrapped torch.save; lmforge has no test switch)."""
+    kill = []
+    if after_step is not None:
+        kill += ["--after-step", str(after_step)]
+    if in_checkpoint is not None:
+        kill += ["--in-checkpoint", str(in_checkpoint)]
+    cmd = [sys.executable, str(KILLABLE), *kill, "--", "pretrain", *map(str, args)]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
 
 
 def test_run_folder_is_complete(tiny_run):
@@ -52,18 +68,18 @@ def test_killed_three_times_then_resumed_is_bitwise_exact(tiny_shards, tiny_run,
     """SIGKILL after step 6, during the write of checkpoint 8, after step 10; then finish."""
     out = tmp_path / "run"
     args = [*TINY, *RUN_STEPS, "--data", tiny_shards, "--out", out]
-    r = pretrain_proc(*args, env={"LMFORGE_TEST_KILL_AT_STEP": "6"})
+    r = killed_proc(*args, after_step=6)
     assert r.returncode == KILLED, r.stderr
     assert latest_checkpoint(out).name == "step_4"
 
-    r = pretrain_proc("--out", out, "--resume", env={"LMFORGE_TEST_KILL_IN_CHECKPOINT": "8"})
+    r = killed_proc("--out", out, "--resume", in_checkpoint=8)
     assert r.returncode == KILLED, r.stderr
     half = out / "checkpoints" / "step_8.tmp"
     assert (half / "model.safetensors").is_file() and not (half / "optimizer.pt").exists()
     assert (out / "latest").read_text().strip() == "step_4"
     assert open_checkpoint(latest_checkpoint(out)).step == 4  # verified: sizes and sha256
 
-    r = pretrain_proc("--out", out, "--resume", env={"LMFORGE_TEST_KILL_AT_STEP": "10"})
+    r = killed_proc("--out", out, "--resume", after_step=10)
     assert r.returncode == KILLED, r.stderr
     assert latest_checkpoint(out).name == "step_8" and not half.exists()
 
@@ -123,3 +139,11 @@ def test_bad_input_gives_one_line(tiny_shards, tiny_run, tmp_path, capsys):
     for extra, needles in cases:
         assert_clean_error(cli(capsys, *base, *extra), *needles)
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_production_code_carries_no_test_switches():
+    """Kills come from tests/_killable.py (a hook, a wrapped torch.save), not from lmforge."""
+    import lmforge
+
+    src = Path(lmforge.__file__).parent
+    assert [p for p in src.rglob("*.py") if "LMFORGE_TEST" in p.read_text()] == []

@@ -118,9 +118,9 @@ def test_tbptt_objective_carries_values_but_not_gradients():
     ids = torch.randint(0, 512, (2, 17), generator=torch.Generator().manual_seed(7))
     x, y = ids[:, :-1], ids[:, 1:]
     obj = RecurrentLMObjective(carry_state=True)
-    loss1, _ = obj.compute_loss(model, (x[:, :8], y[:, :8]))
+    loss1 = obj.compute_loss(model, (x[:, :8], y[:, :8])).mean
     assert not obj.state.h.requires_grad and not obj.state.memory.requires_grad
-    loss2, _ = obj.compute_loss(model, (x[:, 8:], y[:, 8:]))
+    loss2 = obj.compute_loss(model, (x[:, 8:], y[:, 8:])).mean
     # The two windows' mean losses equal the loss of the whole sequence in one window.
     _, whole = model(x, y)
     torch.testing.assert_close((loss1 + loss2) / 2, whole, atol=1e-5, rtol=0)
@@ -160,7 +160,7 @@ def test_tiny_rnn_loss_falls(cell, attention):
     obj = RecurrentLMObjective(carry_state=True)
     losses = []
     for x, y in _pattern_batches(512, 4, 16, 30, seed=8):
-        loss, _ = obj.compute_loss(model, (x, y))
+        loss = obj.compute_loss(model, (x, y)).mean
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

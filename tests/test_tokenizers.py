@@ -46,9 +46,11 @@ def test_special_tokens_take_the_first_ids(trained, kind):
     for i, t in enumerate(SPECIAL_TOKENS):
         assert tok.token_to_id(t) == i
     assert (tok.pad_id, tok.bos_id, tok.eos_id, tok.unk_id) == (0, 1, 2, 3)
-    # Special tokens in text are their ids; bos/eos are added only when asked.
-    ids = tok.encode("<|user|>hi", bos=True, eos=True)
+    # Special tokens in trusted text (special=True) are their ids; bos/eos only when asked.
+    ids = tok.encode("<|user|>hi", bos=True, eos=True, special=True)
     assert ids[0] == tok.bos_id and ids[1] == tok.user_id and ids[-1] == tok.eos_id
+    # By default they are plain text (tests/test_special_tokens.py covers this fully).
+    assert tok.user_id not in tok.encode("<|user|>hi")
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -179,3 +179,20 @@ def test_encode_decode_errors_are_clean(bpe_dir, args, needles):
 def test_missing_tokenizer_folder_is_clean(tmp_path):
     r = run_lmforge("tokenizer", "encode", "-t", tmp_path / "nope", "--text", "x")
     assert_clean_error(r, "nope", "no tokenizer.json", "lmforge tokenizer train")
+
+
+def test_a_vocabulary_smaller_than_asked_is_said_and_recorded(corpus_file, tmp_path):
+    out = tmp_path / "big"
+    r = run_lmforge(
+        "tokenizer", "train", "--kind", "bpe", "--vocab-size", "20000", "--input", corpus_file,
+        "--out", out,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    lines = [ln for ln in (r.stdout + r.stderr).splitlines() if "smaller than --vocab-size" in ln]
+    assert len(lines) == 1 and "20,000" in lines[0] and "too few distinct byte pairs" in lines[0]
+    meta = json.loads((out / "lmforge.json").read_text())
+    assert "smaller than --vocab-size 20,000" in meta["vocab_note"]
+    r = run_lmforge("tokenizer", "train", "--kind", "bpe", "--vocab-size", "300",
+                    "--input", corpus_file, "--out", tmp_path / "small")  # fmt: skip
+    assert "smaller than" not in r.stdout + r.stderr
+    assert "vocab_note" not in json.loads((tmp_path / "small" / "lmforge.json").read_text())

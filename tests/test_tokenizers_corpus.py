@@ -58,11 +58,49 @@ def write_corpus(folder: Path, n: int = 400) -> Path:
 def test_txt_chunks_rebuild_the_file_exactly(tmp_path, monkeypatch):
     path = write_corpus(tmp_path)
     monkeypatch.setattr(corpus, "CHUNK_CHARS", 500)
+    monkeypatch.setattr(corpus, "READ_BYTES", 777)
     chunks = list(corpus.iter_documents([path]))
     assert len(chunks) > 10
     assert "".join(chunks) == path.read_text(encoding="utf-8")
-    # Chunks break only before a non-blank line, so newline runs stay whole.
-    assert all(c.endswith("\n") and not c.startswith("\n") for c in chunks[:-1])
+    # Chunks break just before whitespace that follows a non-space: runs stay whole.
+    assert all(len(c) <= 500 and not c[-1].isspace() for c in chunks[:-1])
+    assert all(c[0].isspace() for c in chunks[1:])
+
+
+def test_split_pieces_cuts_only_before_whitespace_after_text():
+    rng = random.Random(5)
+    alphabet = ["ab", "c", " ", "  ", "\n", "\n\n", "é", "東京", ".", "\t"]
+    for _ in range(300):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 200)))
+        limit = rng.randint(1, 40)
+        blocks = [text[i : i + 7] for i in range(0, len(text), 7)]
+        for spaces_only in (False, True):
+            pieces = list(corpus.split_pieces(blocks, limit, spaces_only=spaces_only))
+            assert "".join(pieces) == text and all(pieces)
+            for a, b in zip(pieces, pieces[1:]):
+                cut_ok = a[-1].strip() and (b[0] == " " if spaces_only else b[0].isspace())
+                assert cut_ok or len(a) == limit  # else forced: no cut point in reach
+
+
+def test_split_pieces_bounded_without_spaces():
+    text = "x" * 1000
+    pieces = list(corpus.split_pieces([text], 100))
+    assert "".join(pieces) == text
+    assert max(map(len, pieces)) <= corpus.HARD_LIMIT_FACTOR * 100
+
+
+def test_one_long_line_reaches_the_trainer_in_pieces(tmp_path, monkeypatch):
+    monkeypatch.setattr(corpus, "CHUNK_CHARS", 1000)
+    monkeypatch.setattr(corpus, "READ_BYTES", 4096)
+    words = sentences(EN_WORDS, 2000, seed=9)
+    path = tmp_path / "one.txt"
+    path.write_text(" ".join(words), encoding="utf-8")  # no newline at all
+    pieces = list(corpus.iter_documents([path]))
+    assert len(pieces) > 50 and max(map(len, pieces)) <= 1000
+    assert "".join(pieces) == path.read_text(encoding="utf-8")
+    # Unigram mode: cut at a space, which is dropped (the `▁` prefix stands for it).
+    dropped = list(corpus.iter_documents([path], drop_space=True))
+    assert " ".join(dropped) == path.read_text(encoding="utf-8")
 
 
 def test_jsonl_yields_text_fields(tmp_path):
@@ -87,7 +125,7 @@ def test_not_utf8_past_the_checked_head_is_named(tmp_path):
     path = tmp_path / "late.txt"
     path.write_bytes(b"a" * (1 << 20) + b"\nok\n" + "кириллица".encode("cp1251") + b"\n")
     files = corpus.resolve_inputs([path])  # the 1 MiB head check passes
-    with pytest.raises(LmforgeError, match="late.txt: is not UTF-8.*iconv -f cp1251"):
+    with pytest.raises(LmforgeError, match=r"late.txt:3: is not UTF-8.*iconv -f cp1251"):
         list(corpus.iter_documents(files))
 
 

@@ -47,3 +47,18 @@ def test_generate_quick():
     last = out.strip().splitlines()[-1]
     assert last.startswith("ratio (lmforge / transformers generate"), out
     assert "ceiling" in last and "| yes" in out  # same tokens as transformers
+
+
+@pytest.mark.slow
+def test_generate_n_quick():
+    out = bench(BENCH / "generate_n.py", "--quick", "--threads", "1")
+    last = out.strip().splitlines()[-1]
+    assert last.startswith("ratio (lmforge n=8 shared prefill / transformers"), out
+    assert "| yes" in out  # both made 8 x 16 tokens
+
+
+@pytest.mark.slow
+def test_memory_rss_quick():
+    out = bench(BENCH / "memory_rss.py", "--quick")
+    assert "lmforge data prepare" in out and "tokenizers BpeTrainer" in out
+    assert out.strip().splitlines()[-1].startswith("ratio to the 1024 MB target")

@@ -14,6 +14,7 @@ from lmforge.common import LmforgeError
 from lmforge.runs.checkpoint import find_resume_checkpoint, latest_checkpoint
 from lmforge.train.config import TrainConfig
 from lmforge.train.loop import train
+from lmforge.train.objective import LossOutput
 
 
 class TinyLM(nn.Module):
@@ -57,10 +58,7 @@ class LMObjective:
     def compute_loss(self, model, batch):
         x, y = batch
         _, loss = model(x, targets=y)
-        return loss, {"first_token_loss": loss.detach() * 0 + 1.0}
-
-    def count_tokens(self, batch):
-        return batch[0].numel()
+        return LossOutput(loss * y.numel(), y.numel(), {"first_token_loss": loss.detach() * 0 + 1})
 
 
 def cfg(**kw) -> TrainConfig:
@@ -191,11 +189,10 @@ class NaNAt:
 
     def compute_loss(self, model, batch):
         self.calls += 1
-        loss, m = LMObjective().compute_loss(model, batch)
-        return (loss * float("nan") if self.calls in self.bad else loss), m
-
-    def count_tokens(self, batch):
-        return batch[0].numel()
+        out = LMObjective().compute_loss(model, batch)
+        if self.calls in self.bad:
+            out.loss_sum = out.loss_sum * float("nan")
+        return out
 
 
 def test_nan_steps_are_skipped_and_counted(tmp_path):

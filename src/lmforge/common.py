@@ -61,11 +61,58 @@ def check_text_file(path: str | Path) -> Path:
         head.decode("utf-8")
     except UnicodeDecodeError as e:
         if e.start < len(head) - 4:
-            raise LmforgeError(
-                f"{p}: is not UTF-8 (invalid byte at offset {e.start}); convert it, e.g. "
-                f"`iconv -f cp1251 -t utf-8 {p} > {p.stem}.utf8{p.suffix}`"
-            ) from None
+            line = head.count(b"\n", 0, e.start) + 1
+            raise not_utf8_error(p, head, e.start, line) from None
     return p
+
+
+def guess_encoding(data: bytes, pos: int) -> str:
+    """The likelier 8-bit encoding of non-UTF-8 `data` around offset `pos`: cp1251 or cp1252.
+
+    Cyrillic in cp1251 is whole words of bytes >= 0x80, so such bytes mostly sit
+    next to each other; accented Latin letters in cp1252/Latin-1 (`café`, `Müller`)
+    are single high bytes between ASCII letters.
+    """
+    window = data[max(0, pos - 4096) : pos + 4096]
+    high = [i for i, b in enumerate(window) if b >= 0x80]
+    if not high:
+        return "cp1252"
+    paired = sum(
+        1
+        for i in high
+        if (i > 0 and window[i - 1] >= 0x80) or (i + 1 < len(window) and window[i + 1] >= 0x80)
+    )
+    return "cp1251" if paired > len(high) / 2 else "cp1252"
+
+
+def not_utf8_error(
+    path: str | Path, data: bytes, pos: int, line: int | None = None
+) -> LmforgeError:
+    """The one-line error for a file that is not UTF-8: where, the likely encoding, the fix.
+
+    `data` holds the bad byte at offset `pos` (and some text around it); the hint
+    names the encoding `guess_encoding` finds likelier, shows the word as it reads
+    in that encoding, and names the other one as the alternative.
+    """
+    p = Path(path)
+    enc = guess_encoding(data, pos)
+    other = "cp1251" if enc == "cp1252" else "cp1252"
+    names = {"cp1252": "cp1252/Latin-1, Western European", "cp1251": "cp1251, Cyrillic"}
+    start, end = pos, pos + 1
+    while start > 0 and pos - start < 24 and data[start - 1 : start] not in _WORD_ENDS:
+        start -= 1
+    while end < len(data) and end - pos < 24 and data[end : end + 1] not in _WORD_ENDS:
+        end += 1
+    word = data[start:end].decode(enc, errors="replace")
+    where = f"{p}:{line}" if line is not None else f"{p}"
+    return LmforgeError(
+        f"{where}: is not UTF-8 (byte 0x{data[pos]:02X} in {word!r} as {enc}); it looks like "
+        f"{names[enc]}: convert it with `iconv -f {enc} -t utf-8 {p} > {p.stem}.utf8{p.suffix}` "
+        f"(or -f {other} if the text reads wrong)"
+    )
+
+
+_WORD_ENDS = {b" ", b"\n", b"\r", b"\t", b""}
 
 
 def read_text(path: str | Path) -> str:
@@ -74,10 +121,8 @@ def read_text(path: str | Path) -> str:
     try:
         return p.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
-        raise LmforgeError(
-            f"{p}: is not UTF-8 (invalid byte at offset {e.start}); convert it, e.g. "
-            f"`iconv -f cp1251 -t utf-8 {p} > {p.stem}.utf8{p.suffix}`"
-        ) from None
+        line = e.object.count(b"\n", 0, e.start) + 1
+        raise not_utf8_error(p, e.object, e.start, line) from None
 
 
 def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict]]:
@@ -94,7 +139,8 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict]]:
                 obj = json.loads(line)
             except json.JSONDecodeError as e:
                 raise LmforgeError(
-                    f"{p}:{i}: malformed JSON line ({e.msg}); fix or remove that line"
+                    f"{p}:{i}: malformed JSON ({e.msg} at column {e.colno}); each line "
+                    f'must be one JSON object such as {{"text": "..."}}: fix or remove line {i}'
                 ) from None
             if not isinstance(obj, dict):
                 raise LmforgeError(

@@ -264,9 +264,17 @@ def build_config(
 
 
 def add_config_args(
-    parser: argparse.ArgumentParser, cls: type, prefix: str = "", skip: typing.Collection[str] = ()
+    parser: argparse.ArgumentParser,
+    cls: type,
+    prefix: str = "",
+    skip: typing.Collection[str] = (),
+    base: Any = None,
 ) -> None:
-    """Add one flag per config field; values stay unset unless given on the command line."""
+    """Add one flag per config field; values stay unset unless given on the command line.
+
+    `base` (an instance of `cls`) is the verb's own starting point, as passed to
+    `build_config(base=...)`: `--help` then shows its values as the defaults.
+    """
     hints = _hints(cls)
     group = parser.add_argument_group(
         f"{cls.__name__} fields" if not prefix else f"{prefix.rstrip('.')} fields"
@@ -274,24 +282,28 @@ def add_config_args(
     for f in dataclasses.fields(cls):
         if f.name in skip:
             continue
-        tp = hints[f.name]
-        base, _ = _unwrap_optional(tp)
-        if dataclasses.is_dataclass(base):
-            add_config_args(parser, base, prefix=prefix + f.name + ".")
+        ftype, _ = _unwrap_optional(hints[f.name])
+        if dataclasses.is_dataclass(ftype):
+            sub = getattr(base, f.name) if base is not None else None
+            add_config_args(parser, ftype, prefix=prefix + f.name + ".", base=sub)
             continue
         meta = f.metadata or {}
         flag = "--" + (prefix + f.name).replace("_", "-")
         dest = "cfg__" + (prefix + f.name).replace(".", "__")
-        default = (
-            f.default
-            if f.default is not dataclasses.MISSING
-            else (f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
-        )
+        if base is not None:
+            default = getattr(base, f.name)
+        elif f.default is not dataclasses.MISSING:
+            default = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+        else:
+            default = None
         helptext = meta.get("help", "")
         if "default" not in helptext:  # some fields explain their default themselves
             helptext = f"{helptext} (default: {default!r})" if helptext else f"default: {default!r}"
         kwargs: dict[str, Any] = {"dest": dest, "default": _UNSET, "help": helptext}
-        if base is bool:
+        origin = typing.get_origin(ftype)
+        if ftype is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
         else:
             # Values are kept as strings here and converted by _coerce, so that a
@@ -299,11 +311,11 @@ def add_config_args(
             kwargs["metavar"] = (
                 "|".join(map(str, meta["choices"]))
                 if meta.get("choices")
-                else (getattr(base, "__name__", "VALUE").upper())
+                else (getattr(ftype, "__name__", "VALUE").upper())
             )
-            if typing.get_origin(base) in (list, tuple, dict):
+            if origin in (list, tuple, dict):
                 kwargs["nargs"] = "+"
-            if typing.get_origin(base) is dict:
+            if origin is dict:
                 kwargs["metavar"] = "KEY=VALUE"
         group.add_argument(flag, *meta.get("aliases", ()), **kwargs)
 

@@ -1,4 +1,13 @@
-"""`lmforge sample`: continue a prompt with a trained run's model, streaming to stdout."""
+"""`lmforge sample`: continue a prompt with a trained run's model, streaming to stdout.
+
+Every `SamplingConfig` field is a flag (``--max-new-tokens``, ``--temperature``,
+``--top-k``, ``--top-p``, ``--repetition-penalty``, ``--seed``, ``--n``,
+``--stop-token-ids``, ``--stop-strings``), from the one config; the verb's own
+defaults are `lmforge.eval.sample.SAMPLE_DEFAULTS` (temperature 0.8, top-k 50,
+200 new tokens), passed as the base of `build_config` (and of `add_config_args`, so
+`--help` shows them). ``--num-samples N`` is an alias of ``--n N``: the N samples
+share one prefill of the prompt.
+"""
 
 from __future__ import annotations
 
@@ -8,21 +17,22 @@ VERB = "sample"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from ..config import add_config_args
+    from ..eval.sample import SAMPLE_DEFAULTS
+    from ..inference.sampling import SamplingConfig
+
     parser = subparsers.add_parser(
         VERB,
         help="generate text from a pretraining run",
         description="Load RUN/tokenizer and the newest checkpoint of RUN (or --step N) and "
-        "continue --prompt, streaming the text as it is generated.",
+        "continue --prompt, streaming the text as it is generated. A sample ends at EOS or "
+        "<|end|>, a --stop-token-ids id, a --stop-strings string (cut from the text), or "
+        "after --max-new-tokens.",
     )
     parser.add_argument("--run", required=True, help="run folder written by `lmforge pretrain`")
     parser.add_argument("--prompt", default="", help="text to continue (default: a new document)")
     parser.add_argument("--step", type=int, help="checkpoint step to load (default: latest)")
-    parser.add_argument("--max-new-tokens", type=int, default=200, help="default: 200")
-    parser.add_argument("--temperature", type=float, default=0.8, help="0: greedy (default: 0.8)")
-    parser.add_argument("--top-k", type=int, default=50, help="0: off (default: 50)")
-    parser.add_argument("--top-p", type=float, default=1.0, help="1: off (default: 1.0)")
-    parser.add_argument("--seed", type=int, default=0, help="sampler seed (default: 0)")
-    parser.add_argument("--num-samples", type=int, default=1, help="default: 1")
+    parser.add_argument("--config", metavar="YAML", help="SamplingConfig YAML (flags override it)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
     parser.add_argument(
         "--compile",
@@ -30,23 +40,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="run the model through torch.compile: 10-30 s to compile, then faster steps "
         "(pays off for long or many samples)",
     )
+    add_config_args(parser, SamplingConfig, base=SAMPLE_DEFAULTS)  # --help shows the verb's
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..eval.sample import sample_run
+    from ..config import build_config, overrides_from_args
+    from ..eval.sample import SAMPLE_DEFAULTS, sample_run
+    from ..inference.sampling import SamplingConfig
 
-    sample_run(
-        args.run,
-        args.prompt,
-        step=args.step,
-        max_new_tokens=args.max_new_tokens,
-        temperature=args.temperature,
-        top_k=args.top_k,
-        top_p=args.top_p,
-        seed=args.seed,
-        num_samples=args.num_samples,
-        device=args.device,
-        compile=args.compile,
+    overrides = overrides_from_args(args)
+    cfg = build_config(
+        SamplingConfig, base=SAMPLE_DEFAULTS, yaml_path=args.config, overrides=overrides
     )
+    sample_run(args.run, args.prompt, cfg, step=args.step, device=args.device, compile=args.compile)
     return 0

@@ -52,6 +52,12 @@ def register(subparsers) -> None:
     enc.add_argument("--tokens", action="store_true", help="print tokens (a JSON list), not ids")
     enc.add_argument("--bos", action="store_true", help="start with <|bos|>")
     enc.add_argument("--eos", action="store_true", help="end with <|eos|>")
+    enc.add_argument(
+        "--special",
+        action="store_true",
+        help="turn special-token strings in the text (<|user|>, <|end|>, ...) into their ids "
+        "(default: they are plain text, so no text can forge a turn boundary)",
+    )
     enc.set_defaults(func=_encode)
 
     dec = sub.add_parser(
@@ -120,7 +126,7 @@ def _encode(args: argparse.Namespace) -> int:
         text = "".join(read_text(f) for f in args.input)
     else:
         text = sys.stdin.read()
-    ids = tok.encode(text, bos=args.bos, eos=args.eos)
+    ids = tok.encode(text, bos=args.bos, eos=args.eos, special=args.special)
     if args.tokens:
         tokens = [display_token(tok, tok.id_to_token(i) or "") for i in ids]
         print(json.dumps(tokens, ensure_ascii=False))

@@ -22,7 +22,10 @@ class PrepareConfig:
     )
     out: str = field_("", help="output folder for the shards, meta.json and tokenizer/")
     val_fraction: float = field_(
-        0.1, help="share of documents held out for validation", min=0.0, max=0.5
+        0.1,
+        help="share of documents held out for validation (above 0: pretraining needs them)",
+        min=0.0,
+        max=0.5,
     )
     seed: int = field_(1337, help="seed of the train/val split", min=0)
     txt_docs: str = field_(
@@ -48,3 +51,9 @@ class PrepareConfig:
             raise ConfigError("input", "required: one or more corpus files, folders or globs")
         if not self.out:
             raise ConfigError("out", "required: the folder to write the shards to")
+        if self.val_fraction <= 0:
+            raise ConfigError(
+                "val_fraction",
+                f"must be above 0, got {self.val_fraction}: `lmforge pretrain` evaluates on "
+                f"the validation split, so data needs one; use e.g. --val-fraction 0.05",
+            )

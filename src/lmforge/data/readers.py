@@ -38,11 +38,11 @@ from __future__ import annotations
 
 import json
 import unicodedata
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..common import LmforgeError, check_text_file, expand_inputs, iter_jsonl
+from ..common import LmforgeError, check_text_file, expand_inputs, iter_jsonl, not_utf8_error
 from .html_text import html_to_text
 
 TXT_DOCS = ("blank-line", "file", "line")
@@ -55,15 +55,23 @@ _FORMATS_HINT = (
 _BOM = "\ufeff"  # a byte-order mark that Windows editors put at the start of UTF-8 files
 # Rows fetched per Arrow read: small enough to bound memory on huge row groups.
 _ARROW_BATCH_ROWS = 4096
+# Bytes of a .txt file read at a time: a longer line arrives in several blocks.
+_READ_BYTES = 1 << 20
 
 
 @dataclass(frozen=True, slots=True)
 class Document:
-    """One document: normalised text, where it came from, and its 1-based line or row."""
+    """One document: normalised text, where it came from, and its 1-based line or row.
+
+    With ``iter_documents(split=...)`` a long document arrives as several of these,
+    its pieces in order: ``part`` counts them from 0 and ``last`` marks the final one.
+    """
 
     text: str
     source: str
     line: int
+    part: int = 0
+    last: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,52 +146,130 @@ def _file_kind(path: Path) -> str:
 
 def _read_txt(path: Path, mode: str) -> Iterator[tuple[int, str]]:
     """(line, text) per document of a UTF-8 text file, streamed line by line."""
+    for line, chunks in _group(_txt_parts(path, mode)):
+        yield line, "".join(chunks)
+
+
+def _txt_lines(path: Path, whole: bool = False) -> Iterator[tuple[int, str, bool]]:
+    """(line number, text, ends the line) for a text file in blocks of at most _READ_BYTES.
+
+    A line longer than _READ_BYTES arrives in several blocks, so no line is ever
+    held whole. Line endings (``\n``, ``\r\n``) are dropped, a leading BOM too; a bad
+    byte raises LmforgeError naming its line. A line loses all its trailing ``\r``;
+    with `whole` (the file is one document) only the one of ``\r\n``.
+    """
+    import codecs
+
     check_text_file(path)
-    if mode == "file":
-        data = path.read_bytes()
-        text = _decode(data, path, lambda e: data.count(b"\n", 0, e.start) + 1)
-        text = text.removeprefix(_BOM).replace("\r\n", "\n")
-        if text.strip():
-            yield 1, text
-        return
-    block: list[str] = []
-    start = 0
-    # Binary lines decoded one by one, so a bad byte is reported on its own line.
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    lineno, carry, first = 1, "", True
     with open(path, "rb") as f:
-        for lineno, raw in enumerate(f, start=1):
-            line = _decode(raw, path, lambda e, n=lineno: n).rstrip("\r\n")
-            if lineno == 1:
-                line = line.removeprefix(_BOM)
-            if mode == "line":
-                if line.strip():
-                    yield lineno, line
-            elif line.strip():
-                if not block:
-                    start = lineno
-                block.append(line)
-            elif block:
-                yield start, "\n".join(block)
-                block = []
-    if block:
-        yield start, "\n".join(block)
+        while raw := f.readline(_READ_BYTES):
+            try:
+                text = carry + decoder.decode(raw)
+            except UnicodeDecodeError as e:
+                raise not_utf8_error(path, e.object, e.start, lineno) from None
+            if first and text:
+                text, first = text.removeprefix(_BOM), False
+            ends = raw.endswith(b"\n")
+            if ends:
+                text = text[:-1]
+                text, carry = (text.removesuffix("\r") if whole else text.rstrip("\r")), ""
+            else:  # a "\r" may be the first half of a "\r\n" cut between two blocks
+                kept = text.rstrip("\r")
+                text, carry = kept, text[len(kept) :]
+            yield lineno, text, ends
+            if ends:
+                lineno += 1
+        try:
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError as e:
+            raise not_utf8_error(path, e.object, e.start, lineno) from None
+    if carry and whole:
+        yield lineno, carry, False
 
 
-def _decode(data: bytes, path: Path, line_of) -> str:
-    """UTF-8 text of `data`; a bad byte (past check_text_file's first MiB) names its line."""
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise LmforgeError(
-            f"{path}:{line_of(e)}: is not UTF-8; convert the file, e.g. "
-            f"`iconv -f cp1251 -t utf-8 {path} > {path.stem}.utf8{path.suffix}`"
-        ) from None
+def _txt_parts(path: Path, mode: str) -> Iterator[tuple[int, str, bool]]:
+    """(first line, text, ends the document) parts of the documents of a text file.
+
+    Parts of one document follow each other; the one that ends it has the flag
+    set (its text may be empty). A line counts as blank only once all of it has
+    been read; the whitespace at its start is held until then.
+    """
+    lines = _txt_lines(path, whole=mode == "file")
+    if mode == "file":
+        held: list[str] = []  # the file's start while it is all whitespace
+        for _, text, ends in lines:
+            held.append(text + ("\n" if ends else ""))
+            if text.strip():
+                yield 1, "".join(held), False
+                break
+        else:
+            return  # only whitespace: no document
+        for _, text, ends in lines:
+            yield 1, text + ("\n" if ends else ""), False
+        yield 1, "", True
+        return
+    open_doc = False  # a document has started and not ended
+    start = 0
+    held = []  # the start of the current line while it is all whitespace
+    non_blank = False  # the current line has shown a non-whitespace character
+    for lineno, text, ends in lines:
+        out = text
+        if not non_blank:
+            held.append(text)
+            out = ""
+            if text.strip():
+                non_blank = True
+                out = "".join(held)
+                held = []
+                if open_doc:
+                    out = "\n" + out  # the next line of the same block
+                else:
+                    open_doc, start = True, lineno
+        if out:
+            yield start, out, False
+        if ends:
+            if not non_blank:  # a blank line ends a block
+                held = []
+                if open_doc:
+                    yield start, "", True
+                    open_doc = False
+            elif mode == "line":
+                yield start, "", True
+                open_doc = False
+            non_blank = False
+    if open_doc:
+        yield start, "", True
+
+
+def _group(parts: Iterator[tuple[int, str, bool]]) -> Iterator[tuple[int, Iterator[str]]]:
+    """(line, its texts) per document out of `_txt_parts`; consume each before the next."""
+    it = iter(parts)
+    for line, text, ends in it:
+
+        def texts(first: str = text, done: bool = ends) -> Iterator[str]:
+            if first:
+                yield first
+            if done:
+                return
+            for _, t, e in it:
+                if t:
+                    yield t
+                if e:
+                    return
+
+        yield line, texts()
 
 
 def _read_jsonl(path: Path, field: str) -> Iterator[tuple[int, str]]:
     for lineno, obj in iter_jsonl(path):
         if field not in obj:
+            fields = ", ".join(f'"{k}"' for k in obj) or "none"
             raise LmforgeError(
-                f'{path}:{lineno}: no "{field}" field; each line must be {{"{field}": "..."}}'
+                f'{path}:{lineno}: no "{field}" field (this record has: {fields}); '
+                f"name the field that holds the text with --text-field, "
+                f'or give each line a "{field}" field'
             )
         text = obj[field]
         if text is None:
@@ -369,13 +455,42 @@ def iter_documents(
     strip_html: bool = False,
     txt_docs: str = "blank-line",
     text_field: str = "text",
+    split: Callable[[Iterable[str]], Iterable[str]] | None = None,
 ) -> Iterator[Document]:
-    """Yield every document of `inputs` in order, NFC-normalised (HTML stripped on request)."""
+    """Yield every document of `inputs` in order, NFC-normalised (HTML stripped on request).
+
+    With `split` (a function that re-cuts a text given in blocks into pieces, such as
+    ``tokenizers.corpus.split_pieces`` with its options bound) every document is
+    handed on in its pieces, one Document each (``part``, ``last``), and a .txt
+    document is read in blocks: no document is ever held whole, however long its
+    lines. NFC is applied per piece, which is exact where pieces are cut before
+    whitespace (nothing composes across it). `strip_html` parses a document whole.
+    """
     if txt_docs not in TXT_DOCS:
         raise LmforgeError(f"txt_docs: got {txt_docs!r}; allowed: {', '.join(TXT_DOCS)}")
     items = list(inputs)
     sources = items if items and isinstance(items[0], Source) else resolve_sources(items)
     for source in sources:
-        for line, raw in read_source(source, txt_docs=txt_docs, text_field=text_field):
-            text = html_to_text(raw) if strip_html else raw
-            yield Document(normalize(text), source.name, line)
+        if split is None:
+            for line, raw in read_source(source, txt_docs=txt_docs, text_field=text_field):
+                text = html_to_text(raw) if strip_html else raw
+                yield Document(normalize(text), source.name, line)
+            continue
+        if source.kind == "txt":
+            docs = _group(_txt_parts(Path(source.name), txt_docs))
+        else:
+            docs = (
+                (line, [raw])
+                for line, raw in read_source(source, txt_docs=txt_docs, text_field=text_field)
+            )
+        for line, texts in docs:
+            if strip_html:
+                texts = [html_to_text("".join(texts))]
+            previous: str | None = None
+            part = 0
+            for piece in split(texts):
+                if previous is not None:
+                    yield Document(normalize(previous), source.name, line, part, False)
+                    part += 1
+                previous = piece
+            yield Document(normalize(previous or ""), source.name, line, part, True)

@@ -39,17 +39,18 @@ def mean_loss(
 ) -> tuple[float, int]:
     """Token-weighted mean of `objective.compute_loss` over `batches`, and the token count.
 
-    The objective's loss is a mean over its batch's counted tokens, so batches of
-    different sizes weigh by `objective.count_tokens(batch)`. `all_reduce_sum`
-    (a function on a tensor), if given, sums across processes.
+    The objective returns a `LossOutput` (loss summed over `n_tokens` tokens), so
+    the mean is (sum of the sums) / (sum of the counts): every counted token weighs
+    the same, however the batches are sized or masked. `all_reduce_sum` (a
+    function on a tensor), if given, sums across processes. The counts stay on
+    the device until the end: one host sync per evaluation.
     """
-    total = torch.zeros(2, dtype=torch.float64, device=device)  # (loss * tokens, tokens)
+    total = torch.zeros(2, dtype=torch.float64, device=device)  # (loss sum, tokens)
     for batch in batches:
         batch = move_to(batch, device)
-        loss, _ = objective.compute_loss(model, batch)
-        n = objective.count_tokens(batch)
-        total[0] += loss.detach().double() * n
-        total[1] += n
+        out = objective.compute_loss(model, batch)
+        total[0] += out.loss_sum.detach().double()
+        total[1] += out.n_tokens
     if all_reduce_sum is not None:
         total = all_reduce_sum(total)
     loss_sum, count = total.tolist()

@@ -6,91 +6,106 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
-from ..common import ConfigError, pick_device
+from ..common import pick_device
+from ..inference.sampling import SamplingConfig, truncate_at_stop
 from ..runs import load_run
 
+# The verb's defaults (the one config, SamplingConfig, with these fields changed).
+SAMPLE_DEFAULTS = SamplingConfig(max_new_tokens=200, temperature=0.8, top_k=50)
 
-class _TextStream:
-    """Prints decoded text as tokens arrive; decodes the whole row so merges print right."""
 
-    def __init__(self, tok, out: TextIO):
-        self.tok, self.out = tok, out
-        self.ids: list[int] = []
-        self.shown = ""
+class _Printer:
+    """Shows the samples one after another, as if generated in turn, while all run together.
 
-    def __call__(self, row: int, token: int) -> None:
-        self.ids.append(token)
-        # A byte-level token may end inside a character: wait until it decodes whole.
-        self._show(self.tok.decode(self.ids), final=False)
+    The first sample streams live; the others collect their text and show it (and
+    then stream) when their turn comes. A stop string is cut from the text: a tail
+    that could start one is held back until it cannot.
+    """
 
-    def finish(self) -> None:
-        """Print what is still held back (a character the model never completed)."""
-        self._show(self.tok.decode(self.ids), final=True)
+    def __init__(self, out: TextIO, prompt: str, n: int, stop_strings: list[str]):
+        self.out, self.prompt, self.n, self.stops = out, prompt, n, stop_strings
+        self.longest = max((len(s) for s in stop_strings), default=0)
+        self.texts = [""] * n  # each sample's new text (cut at a stop string)
+        self.shown = [0] * n  # characters of it already written
+        self.cut = [False] * n  # the text reached a stop string: nothing more is added
+        self.finished = [False] * n  # the row's last event came
+        self.current = 0
+        self._header()
 
-    def _show(self, text: str, final: bool) -> None:
-        if text.endswith("\ufffd") and not final:
-            return
-        if text.startswith(self.shown):
-            self.out.write(text[len(self.shown) :])
-        else:
-            self.out.write(text)
+    def _header(self) -> None:
+        if self.n > 1:
+            self.out.write(f"--- sample {self.current + 1} ---\n")
+        self.out.write(self.prompt)
+
+    def add(self, row: int, delta: str, final: bool) -> None:
+        if delta and not self.cut[row]:
+            old = self.texts[row]
+            text = old + delta
+            if self.stops:  # only the tail the new text touches can hold a new match
+                start = max(0, len(old) - self.longest + 1)
+                kept = truncate_at_stop(text[start:], self.stops)
+                if len(kept) < len(text) - start:
+                    text, self.cut[row] = text[: start + len(kept)], True
+            self.texts[row] = text
+        self.finished[row] = self.finished[row] or final
+        while self.current < self.n:
+            r = self.current
+            text = self.texts[r]
+            done = self.finished[r] or self.cut[r]
+            safe = len(text) if done else len(text) - self._held(text)
+            if safe > self.shown[r]:
+                self.out.write(text[self.shown[r] : safe])
+                self.shown[r] = safe
+            if not self.finished[r]:
+                break
+            self.out.write("\n")
+            self.current += 1
+            if self.current < self.n:
+                self._header()
         self.out.flush()
-        self.shown = text
+
+    def _held(self, text: str) -> int:
+        """Length of the longest tail of `text` that begins a stop string."""
+        for k in range(min(self.longest - 1, len(text)), 0, -1):
+            if any(s.startswith(text[-k:]) for s in self.stops):
+                return k
+        return 0
 
 
 def sample_run(
     run: str | Path,
     prompt: str = "",
+    cfg: SamplingConfig | None = None,
     *,
     step: int | None = None,
-    max_new_tokens: int = 200,
-    temperature: float = 0.8,
-    top_k: int = 50,
-    top_p: float = 1.0,
-    seed: int = 0,
-    num_samples: int = 1,
     device: str = "auto",
     compile: bool = False,
     out: TextIO | None = None,
+    **fields,
 ) -> list[str]:
-    """Generate `num_samples` continuations of `prompt`, streamed to `out` (stdout); returns them."""
-    import torch
+    """``cfg.n`` continuations of `prompt` (sharing one prefill), streamed to `out` (stdout).
 
-    from ..config import validate
-    from ..inference.engine import generate
-    from ..inference.sampling import SamplingConfig
+    ``cfg`` defaults to `SAMPLE_DEFAULTS`; keyword ``fields`` (``max_new_tokens=``,
+    ``n=``, ``seed=``, any SamplingConfig field) override it. A sample ends at the
+    tokenizer's EOS or ``<|end|>`` (`default_stop_ids`), at ``cfg.stop_token_ids``,
+    or before a stop string. Returns prompt + new text of each sample, as shown.
+    """
+    from ..config import build_config
+    from ..inference.engine import default_stop_ids, stream_generate
 
-    if num_samples < 1:
-        raise ConfigError("num_samples", f"must be >= 1, got {num_samples}")
+    cfg = build_config(SamplingConfig, base=cfg or SAMPLE_DEFAULTS, overrides=fields)
     out = out or sys.stdout
     opened = load_run(run, step, device=pick_device(device), need="decoder")
     model, tok = opened.model, opened.tokenizer
-    stop = [tok.eos_id] if tok.eos_id is not None else []
     # An empty prompt starts a new document, as training saw them begin (after EOS).
     ids = tok.encode(prompt) if prompt else []
     if not prompt or not ids:
         ids = [tok.eos_id if tok.eos_id is not None else 0] + ids
-    texts = []
-    for i in range(num_samples):
-        cfg = SamplingConfig(
-            max_new_tokens=max_new_tokens,
-            temperature=temperature,
-            top_k=top_k,
-            top_p=top_p,
-            seed=seed + i,
-            stop_token_ids=stop,
-        )
-        validate(cfg)
-        if num_samples > 1:
-            out.write(f"--- sample {i + 1} ---\n")
-        out.write(prompt)
-        stream = _TextStream(tok, out)
-        with torch.inference_mode():
-            new = generate(
-                model, [ids], cfg, pad_id=tok.pad_id or 0, stream=stream, compile=compile
-            )[0]
-        stream.finish()
-        out.write("\n")
-        out.flush()
-        texts.append(prompt + tok.decode(new))
-    return texts
+    printer = _Printer(out, prompt, cfg.n, list(cfg.stop_strings))
+    events = stream_generate(
+        model, [ids], cfg, tokenizer=tok, pad_id=tok.pad_id or 0,
+        stop_ids=[default_stop_ids(tok)], compile=compile,
+    )  # fmt: skip
+    for ev in events:
+        printer.add(ev.row, ev.text_delta, ev.token is None)
+    return [prompt + t for t in printer.texts]

@@ -13,8 +13,16 @@ from .registry import (
     config_to_dict,
     model_class,
     model_config_from_dict,
+    resize_token_embeddings,
 )
-from .weights import WEIGHTS_FILE, load_model, read_model_meta, save_model
+from .weights import (
+    WEIGHTS_FILE,
+    load_model,
+    load_weights,
+    read_model_meta,
+    save_model,
+    weights_metadata,
+)
 
 __all__ = [
     "ARCHS",
@@ -28,10 +36,13 @@ __all__ = [
     "config_to_dict",
     "get_preset",
     "load_model",
+    "load_weights",
     "model_class",
     "model_config_from_dict",
     "preset_names",
     "read_model_meta",
+    "resize_token_embeddings",
     "resolve_preset_name",
     "save_model",
+    "weights_metadata",
 ]

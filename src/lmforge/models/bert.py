@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from ..common import ConfigError, LmforgeError
 from ..config import field_
+from .gpt import lm_loss
 
 
 @dataclass
@@ -149,6 +150,16 @@ class BertMLM(nn.Module):
             x = block(x, key_mask)
         return x
 
+    def features(
+        self,
+        ids: torch.Tensor,
+        *,
+        attn_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """``encode`` under the keyword names the decoders use (heads call this)."""
+        return self.encode(ids, token_type_ids, attn_mask)
+
     def forward(
         self,
         ids: torch.Tensor,
@@ -157,11 +168,13 @@ class BertMLM(nn.Module):
         *,
         token_type_ids: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
+        reduction: str = "mean",
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """ids (B, T) -> logits (B, T, V), mean cross-entropy over targets != -100 (or None).
+        """ids (B, T) -> logits (B, T, V), cross-entropy over targets != -100 (or None).
 
         For masked-LM training ``targets`` holds the original id at the chosen
-        positions and -100 elsewhere (``lmforge.train.masked_lm``).
+        positions and -100 elsewhere (``lmforge.train.masked_lm``). ``reduction``:
+        ``"mean"`` (default) or ``"sum"`` of the per-target losses.
         """
         if kv_cache is not None:
             raise LmforgeError(
@@ -174,9 +187,7 @@ class BertMLM(nn.Module):
         logits = F.linear(h, self.tok_emb.weight, self.head_bias)  # (B, T, V), tied decoder
         loss = None
         if targets is not None:
-            loss = F.cross_entropy(
-                logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1), ignore_index=-100
-            )
+            loss = lm_loss(logits, targets, reduction)
         return logits, loss
 
 

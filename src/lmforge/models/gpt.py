@@ -19,8 +19,14 @@ and the SwiGLU gate and up projections from one fused matrix; attention is
 ``F.scaled_dot_product_attention`` with ``is_causal=True`` when no mask is needed;
 RoPE uses precomputed real-valued cos/sin buffers in the rotate-half convention of
 Hugging Face's LLaMA (so checkpoints map across without permuting q/k); nothing
-runs per token in Python. Generation passes a ``KVCache`` (``lmforge.inference``)
+runs per token in Python. Generation passes a ``KVCache`` (``models/kv_cache.py``)
 which the attention writes in place.
+
+Training batches may pack several documents per row (``doc_ids``), pad rows
+(``attn_mask``) or carry their own positions (``position_ids``): then a boolean
+(B, 1, T, T) mask from ``models/masks.py`` replaces ``is_causal``. Without them
+the plain path above runs exactly as before. ``features`` returns the final
+hidden states that ``lm_head`` reads (for reward/value heads, ``models/heads.py``).
 """
 
 from __future__ import annotations
@@ -262,7 +268,11 @@ class Block(nn.Module):
 
 
 class GPT(nn.Module):
-    """A GPT-1/2/3 or LLaMA decoder: ``forward(ids, targets=None, kv_cache=None)``."""
+    """A GPT-1/2/3 or LLaMA decoder: ``forward(ids, targets=None, kv_cache=None, *, ...)``.
+
+    ``features(ids, ...)`` gives the hidden states (B, T, C) after the final norm;
+    ``forward`` is those features through ``lm_head`` (one shared ``_trunk``).
+    """
 
     def __init__(self, config: GPTConfig):
         super().__init__()
@@ -351,27 +361,31 @@ class GPT(nn.Module):
             pad_lens=pad_lens,
         )
 
-    def forward(
+    def _trunk(
         self,
         ids: torch.Tensor,
-        targets: torch.Tensor | None = None,
-        kv_cache=None,
-        *,
-        last_only: bool = False,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Logits (B, T, V) and mean cross-entropy over targets != -100 (or None).
-
-        With ``kv_cache`` the tokens continue the cached ones (positions start at
-        ``kv_cache.pos``) and their keys/values are written into the cache.
-        ``last_only`` projects only the last position: logits (B, 1, V).
-        """
+        kv_cache,
+        position_ids: torch.Tensor | None,
+        doc_ids: torch.Tensor | None,
+        attn_mask: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """Embeddings and blocks: the residual stream (B*T, C) before the final norm."""
         B, T = ids.shape
         x = self.tok_emb(ids)  # (B, T, C)
         start, positions, mask = 0, None, None
         if kv_cache is not None:
+            if position_ids is not None or doc_ids is not None or attn_mask is not None:
+                raise ValueError(
+                    "position_ids, doc_ids and attn_mask are for the cache-free (training) "
+                    "forward; a KV cache carries its own positions and padding"
+                )
             start = kv_cache.pos
             positions = kv_cache.positions(start, T)  # None unless rows are left-padded
             mask = kv_cache.attn_mask(start, T)  # None when plain causal (or one query) suffices
+        elif position_ids is not None or doc_ids is not None or attn_mask is not None:
+            positions, mask = self._packed_positions_and_mask(
+                position_ids, doc_ids, attn_mask, B, T
+            )
         if start + T > self.config.block_size:
             raise ValueError(
                 f"sequence of {start + T} tokens exceeds the context of {self.config.block_size}"
@@ -401,6 +415,77 @@ class GPT(nn.Module):
             x = block(x, B, T, cos, sin, kv, start, mask, is_causal)
         if kv_cache is not None:
             kv_cache.pos = start + T
+        return x
+
+    @staticmethod
+    def _packed_positions_and_mask(position_ids, doc_ids, attn_mask, B: int, T: int):
+        """(positions (B, T) or None, mask (B, 1, T, T) or None) for packed/padded rows."""
+        from .masks import document_mask, document_positions, padding_positions
+
+        for name, t in (("position_ids", position_ids), ("doc_ids", doc_ids)):
+            if t is not None and tuple(t.shape) != (B, T):
+                raise ValueError(f"{name} must be (B, T) = ({B}, {T}), got {tuple(t.shape)}")
+        if attn_mask is not None and tuple(attn_mask.shape) != (B, T):
+            raise ValueError(f"attn_mask must be (B, T) = ({B}, {T}), got {tuple(attn_mask.shape)}")
+        positions = position_ids
+        if positions is None:
+            if doc_ids is not None:
+                positions = document_positions(doc_ids)
+            else:
+                positions = padding_positions(attn_mask)
+        mask = None
+        if doc_ids is not None or attn_mask is not None:
+            mask = document_mask(doc_ids, attn_mask)  # (B, 1, T, T)
+        return positions, mask
+
+    def features(
+        self,
+        ids: torch.Tensor,
+        *,
+        position_ids: torch.Tensor | None = None,
+        doc_ids: torch.Tensor | None = None,
+        attn_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Final hidden states (B, T, C), after the final norm: what ``lm_head`` reads.
+
+        The keyword arguments mean what they mean in ``forward``; reward and value
+        heads (``lmforge.models.heads``) read these features.
+        """
+        B, T = ids.shape
+        x = self._trunk(ids, None, position_ids, doc_ids, attn_mask)
+        if self.norm_f is not None:
+            x = self.norm_f(x)
+        return x.view(B, T, -1)
+
+    def forward(
+        self,
+        ids: torch.Tensor,
+        targets: torch.Tensor | None = None,
+        kv_cache=None,
+        *,
+        last_only: bool = False,
+        position_ids: torch.Tensor | None = None,
+        doc_ids: torch.Tensor | None = None,
+        attn_mask: torch.Tensor | None = None,
+        reduction: str = "mean",
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Logits (B, T, V) and the cross-entropy over targets != -100 (or None).
+
+        With ``kv_cache`` the tokens continue the cached ones (positions start at
+        ``kv_cache.pos``) and their keys/values are written into the cache.
+        ``last_only`` projects only the last position: logits (B, 1, V).
+
+        Packed and padded training batches (no cache; see ``lmforge.models.masks``):
+        ``doc_ids`` (B, T) marks the documents packed into each row (attention stays
+        inside a document, positions restart at each document start); ``attn_mask``
+        (B, T) marks real tokens (True/1) vs padding, which is never attended to;
+        ``position_ids`` (B, T) overrides the positions (learned and RoPE alike).
+        Without any of them the plain causal path runs, untouched.
+
+        ``reduction``: ``"mean"`` (default) or ``"sum"`` of the per-target losses.
+        """
+        B, T = ids.shape
+        x = self._trunk(ids, kv_cache, position_ids, doc_ids, attn_mask)
         T_out = T
         if last_only and T > 1:
             x, T_out = x.view(B, T, -1)[:, -1], 1  # (B, C)
@@ -409,8 +494,19 @@ class GPT(nn.Module):
         logits = self.lm_head(x).view(B, T_out, -1)  # (B, T, V)
         loss = None
         if targets is not None:
-            flat = logits.reshape(-1, logits.size(-1))
-            if flat.dtype != torch.float32:
-                flat = flat.float()
-            loss = F.cross_entropy(flat, targets.reshape(-1), ignore_index=-100)
+            loss = lm_loss(logits, targets, reduction)
         return logits, loss
+
+
+def lm_loss(logits: torch.Tensor, targets: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """Cross-entropy of logits (..., V) against targets (...), -100 ignored, in float32.
+
+    ``reduction`` ``"mean"`` averages over the targets that are not -100, ``"sum"``
+    adds them (the loss of a packed batch then equals the sum over its documents).
+    """
+    if reduction not in ("mean", "sum"):
+        raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
+    flat = logits.reshape(-1, logits.size(-1))
+    if flat.dtype != torch.float32:
+        flat = flat.float()
+    return F.cross_entropy(flat, targets.reshape(-1), ignore_index=-100, reduction=reduction)

@@ -15,6 +15,10 @@ Batched prompts of different lengths are left-padded: row ``b`` starts with
 
 Without padding both return ``None`` and the model takes its fast path (plain
 slices, ``is_causal`` attention, no mask).
+
+``keep_rows(index)`` selects (and may repeat) batch rows: the engine uses it to
+copy one prefilled prompt to the ``n`` rows that sample from it, and to drop rows
+that have finished.
 """
 
 from __future__ import annotations
@@ -66,6 +70,28 @@ class KVCache:
     @property
     def padded(self) -> bool:
         return self._key_ok is not None
+
+    def keep_rows(self, index: torch.Tensor) -> KVCache:
+        """Keep the batch rows ``index`` (a 1-D long tensor; rows may repeat or reorder).
+
+        Keys, values and the padding facts are index-selected on the batch dim (new
+        buffers of ``len(index)`` rows, ``max_len`` columns). When no kept row has
+        left padding the padding facts are dropped, so the model is back on its fast
+        path (positions are then the columns themselves, which is exact).
+        """
+        index = index.to(self.k.device)
+        self.k = self.k.index_select(1, index)
+        self.v = self.v.index_select(1, index)
+        self.layers = [(self.k[i], self.v[i]) for i in range(self.k.size(0))]
+        self.batch_size = int(index.numel())
+        if self._key_ok is not None:
+            key_ok = self._key_ok.index_select(0, index)
+            if bool(key_ok.all()):
+                self._key_ok = self._position_ids = None
+            else:
+                self._key_ok = key_ok
+                self._position_ids = self._position_ids.index_select(0, index)
+        return self
 
     def reset(self) -> None:
         """Forget the cached tokens (buffers are reused; padding is cleared)."""

@@ -51,7 +51,10 @@ def model_class(arch: str) -> type:
 
 
 def arch_of(obj: Any) -> str:
-    """The arch name of a model (or a model config) from its config's type."""
+    """The arch name of a model (or a model config) from its config's type.
+
+    A model with a head (``lmforge.models.heads.HeadModel``) has its base's arch.
+    """
     cfg = getattr(getattr(obj, "_orig_mod", obj), "config", obj)
     for arch, (cfg_ref, _) in ARCHS.items():
         if type(cfg) is _load(cfg_ref):
@@ -81,9 +84,69 @@ def build_model(arch: str, cfg: Any = None):
 
 
 def config_to_dict(cfg: Any) -> dict[str, Any]:
-    """A model config as a JSON/YAML-able dict."""
+    """A model config (or a model's, head models included) as a JSON/YAML-able dict."""
     if not dataclasses.is_dataclass(cfg):
+        cfg = getattr(getattr(cfg, "_orig_mod", cfg), "config", cfg)
+    if not dataclasses.is_dataclass(cfg) or isinstance(cfg, type):
         raise ConfigError("model", f"expected a config dataclass, got {type(cfg).__name__}")
     from ..config import to_dict
 
     return to_dict(cfg)
+
+
+def resize_token_embeddings(model: Any, new_vocab: int) -> Any:
+    """Grow (or shrink) a model's vocabulary to `new_vocab` ids, in place; returns the model.
+
+    For GPT/LLaMA, RNN and BERT models (and head models, via their base): the
+    token table and an untied output layer keep their existing rows; new rows
+    are the mean of the existing ones (transformers' ``mean_resizing`` idea, without
+    the noise), so a new token starts as an "average" token rather than a random
+    one with an outsized logit. A tied output layer is re-tied; BERT's decoder
+    bias grows with its mean. ``config.vocab_size`` is updated, so the model
+    saves and reloads with the new size.
+    """
+    import torch
+    import torch.nn as nn
+
+    if new_vocab < 1:
+        raise ValueError(f"new_vocab must be at least 1, got {new_vocab}")
+    m = getattr(model, "_orig_mod", model)
+    base = getattr(m, "base", m)
+    emb = getattr(base, "tok_emb", None)
+    if not isinstance(emb, nn.Embedding) or not hasattr(base, "config"):
+        raise TypeError(f"{type(base).__name__} has no token embedding (tok_emb) to resize")
+    old = emb.num_embeddings
+    if new_vocab == old:
+        return model
+    lm_head = getattr(base, "lm_head", None)
+    tied = lm_head is not None and lm_head.weight is emb.weight
+
+    @torch.no_grad()
+    def resized(t: torch.Tensor) -> torch.Tensor:
+        out = t.new_empty((new_vocab, *t.shape[1:]))
+        n = min(old, new_vocab)
+        out[:n] = t[:n]
+        if new_vocab > old:
+            out[old:] = t.float().mean(dim=0).to(t.dtype)
+        return out
+
+    req = emb.weight.requires_grad
+    emb.weight = nn.Parameter(resized(emb.weight), requires_grad=req)
+    emb.num_embeddings = new_vocab
+    if lm_head is not None:
+        if tied:
+            lm_head.weight = emb.weight
+        else:
+            lm_head.weight = nn.Parameter(
+                resized(lm_head.weight), requires_grad=lm_head.weight.requires_grad
+            )
+            if lm_head.bias is not None:
+                lm_head.bias = nn.Parameter(
+                    resized(lm_head.bias), requires_grad=lm_head.bias.requires_grad
+                )
+        lm_head.out_features = new_vocab
+    bias = getattr(base, "head_bias", None)  # BERT's decoder bias
+    if isinstance(bias, nn.Parameter):
+        base.head_bias = nn.Parameter(resized(bias), requires_grad=bias.requires_grad)
+    base.config.vocab_size = new_vocab
+    return model

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 
 from ..common import ConfigError
 from ..config import field_
+from .gpt import lm_loss
 
 
 @dataclass
@@ -238,20 +239,22 @@ class RNNLM(nn.Module):
             raise NotImplementedError("a recurrent state cannot skip left padding")
         return self.init_state(batch_size)
 
-    def forward(
+    def features(
         self,
         ids: torch.Tensor,
-        targets: torch.Tensor | None = None,
         kv_cache: RNNState | None = None,
         *,
-        last_only: bool = False,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """ids (B, T) -> logits (B, T, V), mean cross-entropy over targets != -100 (or None).
+        attn_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """ids (B, T) -> the top layer's outputs (B, T, d_model), before dropout and lm_head.
 
-        With ``kv_cache`` the window continues from that state and the state after
-        the window is written back into it. ``last_only`` projects only the last
-        position: logits (B, 1, V).
+        ``attn_mask`` (B, T) is accepted for heads over right-padded batches: a
+        recurrence reads left to right, so padding after a row's last real token
+        never changes the real positions, and the mask needs no work (left padding
+        would; it is refused).
         """
+        if attn_mask is not None and attn_mask.shape[1] and not bool(attn_mask[:, 0].all()):
+            raise ValueError("a recurrent model takes right padding only (row starts with padding)")
         B, T = ids.shape
         x = self.drop(self.tok_emb(ids))  # (B, T, E)
         hx = None
@@ -270,6 +273,24 @@ class RNNLM(nn.Module):
                 kv_cache.h = hn
             kv_cache.memory = memory
             kv_cache.pos += T
+        return out
+
+    def forward(
+        self,
+        ids: torch.Tensor,
+        targets: torch.Tensor | None = None,
+        kv_cache: RNNState | None = None,
+        *,
+        last_only: bool = False,
+        reduction: str = "mean",
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """ids (B, T) -> logits (B, T, V), cross-entropy over targets != -100 (or None).
+
+        With ``kv_cache`` the window continues from that state and the state after
+        the window is written back into it. ``last_only`` projects only the last
+        position: logits (B, 1, V). ``reduction``: ``"mean"`` (default) or ``"sum"``.
+        """
+        out = self.features(ids, kv_cache)
         if last_only:
             out = out[:, -1:]
         out = self.drop(out)
@@ -278,7 +299,5 @@ class RNNLM(nn.Module):
         logits = self.lm_head(out)  # (B, T, V)
         loss = None
         if targets is not None:
-            loss = F.cross_entropy(
-                logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1), ignore_index=-100
-            )
+            loss = lm_loss(logits, targets, reduction)
         return logits, loss

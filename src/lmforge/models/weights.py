@@ -1,8 +1,10 @@
 """Self-describing weight files: ``model.safetensors`` with the arch and config inside.
 
 The safetensors metadata holds ``lmforge_arch`` and ``lmforge_model_config`` (the
-config dataclass as JSON), so ``load_model(path)`` rebuilds any checkpoint
-without the run's config. Tied weights are stored once. Files are written to a
+config dataclass as JSON), and for a model with a scalar/value head
+(``lmforge.models.heads``) ``lmforge_head`` (its kind), so ``load_model(path)``
+rebuilds any checkpoint without the run's config. ``weights_metadata(model)`` is
+that metadata for any writer of model weights (the training loop's checkpoints). Tied weights are stored once. Files are written to a
 temporary name and renamed, so a crash never leaves half a file behind.
 """
 
@@ -19,6 +21,9 @@ from .registry import arch_of, build_model, config_to_dict, model_config_from_di
 WEIGHTS_FILE = "model.safetensors"
 META_ARCH = "lmforge_arch"
 META_CONFIG = "lmforge_model_config"
+META_HEAD = "lmforge_head"
+HEAD_PREFIX = "head."
+BASE_PREFIX = "base."
 
 
 def _weights_path(path: str | Path) -> Path:
@@ -96,6 +101,26 @@ def write_safetensors(state_dict: dict, path: str | Path, metadata: dict[str, st
                 f.write(t.view(torch.uint8).numpy().data)
 
 
+def weights_metadata(model) -> dict[str, str]:
+    """The self-describing safetensors metadata of `model`: format, arch, config, head kind.
+
+    Works for every registered arch, with or without a head (``HeadModel``), and
+    for a torch.compile'd model. Raises ValueError for a module outside the registry.
+    """
+    model = _unwrap(model)
+    meta = {
+        "format": "pt",
+        META_ARCH: arch_of(model),
+        META_CONFIG: json.dumps(config_to_dict(model.config)),
+    }
+    from .heads import head_kind
+
+    kind = head_kind(model)
+    if kind is not None:
+        meta[META_HEAD] = str(kind)
+    return meta
+
+
 def save_model(model, path: str | Path, *, metadata: dict[str, str] | None = None) -> Path:
     """Write `model` to `path` (a file, or a folder to hold model.safetensors), atomically."""
     model = _unwrap(model)
@@ -103,12 +128,7 @@ def save_model(model, path: str | Path, *, metadata: dict[str, str] | None = Non
     if p.is_dir() or p.suffix == "":
         p = p / WEIGHTS_FILE
     p.parent.mkdir(parents=True, exist_ok=True)
-    meta = {
-        "format": "pt",
-        META_ARCH: arch_of(model),
-        META_CONFIG: json.dumps(config_to_dict(model.config)),
-        **(metadata or {}),
-    }
+    meta = {**weights_metadata(model), **(metadata or {})}
     tmp = p.with_name(p.name + ".tmp")
     try:
         write_safetensors(model.state_dict(), tmp, meta)
@@ -153,20 +173,84 @@ def read_model_meta(path: str | Path) -> tuple[str, Any, dict[str, str]]:
     return arch, cfg, meta
 
 
-def load_model(path: str | Path, device: str = "cpu", dtype=None):
-    """Rebuild the model saved at `path` (file or checkpoint folder) on `device`."""
+def load_model(
+    path: str | Path, device: str = "cpu", dtype=None, *, head: str | bool | None = None
+):
+    """Rebuild the model saved at `path` (file or checkpoint folder) on `device`.
+
+    ``head``: None (default) rebuilds what was saved, a head model if the file has
+    ``lmforge_head``; False loads only the base model (a head checkpoint's head is
+    dropped); ``"scalar"`` / ``"value"`` returns a ``HeadModel`` of that kind: the
+    saved head if the file has one of that kind, else a freshly initialised one on
+    the loaded base (a plain base checkpoint, or a reward model turned critic).
+    """
     import torch
     from safetensors.torch import load_file
 
     p = _weights_path(path)
-    arch, cfg, _ = read_model_meta(p)
+    arch, cfg, meta = read_model_meta(p)
+    saved_head = meta.get(META_HEAD)
+    if head is True:
+        if saved_head is None:
+            raise LmforgeError(f"{p}: the checkpoint has no head ({META_HEAD} metadata)")
+        head = None
+    if head not in (None, False):
+        from .heads import HEAD_KINDS
+
+        if head not in HEAD_KINDS:
+            raise LmforgeError(f"head must be one of {', '.join(HEAD_KINDS)}, got {head!r}")
     try:
         tensors = load_file(str(p), device="cpu")
     except Exception as e:
         raise LmforgeError(
             f"{p}: truncated or corrupted weights ({_short(e)}); restore it or use another checkpoint"
         ) from None
+    head_tensors: dict = {}
+    if saved_head is not None:
+        head_tensors = {
+            k[len(HEAD_PREFIX) :]: v for k, v in tensors.items() if k.startswith(HEAD_PREFIX)
+        }
+        tensors = {
+            k[len(BASE_PREFIX) :]: v for k, v in tensors.items() if k.startswith(BASE_PREFIX)
+        }
     model = build_model(arch, cfg)
+    _load_checked(model, tensors, p, arch)
+    want = saved_head if head is None else (head or None)
+    if want is not None:
+        from .heads import HeadModel
+
+        model = HeadModel(model, want)
+        if want == saved_head:
+            try:
+                model.head.load_state_dict(head_tensors)
+            except RuntimeError as e:
+                raise LmforgeError(f"{p}: head weights do not fit ({_short(e)})") from None
+    all_tensors = [*tensors.values(), *head_tensors.values()]
+    if not all(torch.isfinite(t).all() for t in all_tensors if t.is_floating_point()):
+        raise LmforgeError(f"{p}: weights contain NaN or inf; the checkpoint is corrupted")
+    return model.to(device=device, dtype=dtype) if dtype is not None else model.to(device)
+
+
+def load_weights(model, path: str | Path) -> None:
+    """Load a model.safetensors into an existing `model` (same arch, head and shapes).
+
+    The loop's resume uses it (the model is built, maybe wrapped, before the weights
+    arrive); errors name the file, as `load_model`'s do.
+    """
+    from safetensors.torch import load_file
+
+    p = _weights_path(path)
+    try:
+        tensors = load_file(str(p), device="cpu")
+    except Exception as e:  # safetensors raises its own types for bad headers and short files
+        raise LmforgeError(
+            f"{p}: truncated or corrupted weights ({_short(e)}); restore it or use another checkpoint"
+        ) from None
+    _load_checked(_unwrap(model), tensors, p, type(_unwrap(model)).__name__)
+
+
+def _load_checked(model, tensors: dict, p: Path, arch: str) -> None:
+    """load_state_dict with lmforge's errors; a tied weight stored once counts for its twins."""
     try:
         missing, unexpected = model.load_state_dict(tensors, strict=False)
     except RuntimeError as e:
@@ -182,9 +266,6 @@ def load_model(path: str | Path, device: str = "cpu", dtype=None):
         if unexpected:
             parts.append(f"unexpected {', '.join(unexpected[:5])}")
         raise LmforgeError(f"{p}: weights do not match the {arch} config ({'; '.join(parts)})")
-    if not all(torch.isfinite(t).all() for t in tensors.values() if t.is_floating_point()):
-        raise LmforgeError(f"{p}: weights contain NaN or inf; the checkpoint is corrupted")
-    return model.to(device=device, dtype=dtype) if dtype is not None else model.to(device)
 
 
 def _short(e: Exception) -> str:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..common import LmforgeError, check_text_file, expand_inputs, progress
+from ..common import LmforgeError, check_text_file, expand_inputs, not_utf8_error, progress
 from .vocab import BOS, BOS_ID, EOS, EOS_ID, SPECIALS, UNK, UNK_ID, Vocab
 
 WORD_PATTERN = re.compile(r"\w+|[^\w\s]")
@@ -69,11 +69,7 @@ def iter_sentences(
                     try:
                         line = raw.decode("utf-8")
                     except UnicodeDecodeError as e:
-                        raise LmforgeError(
-                            f"{f}:{line_no}: is not UTF-8 (invalid byte at column {e.start + 1}); "
-                            f"convert it, e.g. `iconv -f cp1251 -t utf-8 {f} > "
-                            f"{f.stem}.utf8{f.suffix}`"
-                        ) from None
+                        raise not_utf8_error(f, raw, e.start, line_no) from None
                     if line_no == 1 and line.startswith("\ufeff"):
                         line = line[1:]  # a byte-order mark is not a token
                     tokens = tokenize(line)

@@ -2,7 +2,8 @@
 
 A checkpoint folder holds `model.safetensors` (self-describing weights),
 `optimizer.pt` (the optimizer's state dict), optionally `objective.pt` (a stateful
-objective's tensors, e.g. an RNN's carried hidden state), and `trainer_state.json`
+objective's tensors, e.g. an RNN's carried hidden state) and `hooks.pt` (the
+loop hooks' state, e.g. a rollout buffer), and `trainer_state.json`
 (step, data position, RNG states, counters, and the size and sha256 of every
 other file, so a truncated or corrupted file is named on load instead of
 silently resuming from garbage).
@@ -18,7 +19,6 @@ import hashlib
 import json
 import os
 import shutil
-import signal
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,10 +33,8 @@ LATEST = "latest"
 MODEL_FILE = "model.safetensors"
 OPTIMIZER_FILE = "optimizer.pt"
 OBJECTIVE_FILE = "objective.pt"
+HOOKS_FILE = "hooks.pt"
 STATE_FILE = "trainer_state.json"
-
-# Test hook: SIGKILL this process half-way through writing the checkpoint of this step.
-KILL_IN_CHECKPOINT_ENV = "LMFORGE_TEST_KILL_IN_CHECKPOINT"
 
 
 def step_dir(run_dir: str | Path, step: int) -> Path:
@@ -95,12 +93,15 @@ def save_checkpoint(
     optimizer_state: dict[str, Any],
     trainer_state: dict[str, Any],
     objective_state: dict[str, Any] | None = None,
+    hooks_state: dict[str, Any] | None = None,
     keep_last: int = 2,
 ) -> Path:
     """Write checkpoint `step` atomically, point `latest` at it, prune to `keep_last`.
 
     `write_weights(path)` writes model.safetensors (the caller knows the model's
-    format and metadata). Call on one process only.
+    format and metadata); `objective_state` and `hooks_state`, when given, go to
+    objective.pt and hooks.pt (torch.save; load with `weights_only`, so tensors
+    and plain values only). Call on one process only.
     """
     final = step_dir(run_dir, step)
     tmp = final.with_name(final.name + ".tmp")
@@ -108,11 +109,11 @@ def save_checkpoint(
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
     write_weights(tmp / MODEL_FILE)
-    if os.environ.get(KILL_IN_CHECKPOINT_ENV) == str(step):
-        os.kill(os.getpid(), signal.SIGKILL)
     torch.save(optimizer_state, tmp / OPTIMIZER_FILE)
     if objective_state:
         torch.save(objective_state, tmp / OBJECTIVE_FILE)
+    if hooks_state:
+        torch.save(hooks_state, tmp / HOOKS_FILE)
     files = {
         p.name: {"bytes": p.stat().st_size, "sha256": _file_digest(p)}
         for p in sorted(tmp.iterdir())
@@ -162,6 +163,10 @@ class Checkpoint:
 
     def objective_state(self) -> dict[str, Any] | None:
         p = self.path / OBJECTIVE_FILE
+        return _torch_load(p) if p.is_file() else None
+
+    def hooks_state(self) -> dict[str, Any] | None:
+        p = self.path / HOOKS_FILE
         return _torch_load(p) if p.is_file() else None
 
 

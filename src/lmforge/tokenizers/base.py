@@ -136,36 +136,67 @@ class Tokenizer:
         return hashlib.sha256(self.to_json().encode("utf-8")).hexdigest()[:16]
 
     # -- encode / decode ----------------------------------------------------
-    def encode(self, text: str, *, bos: bool = False, eos: bool = False) -> list[int]:
-        ids = self.engine.encode(text, add_special_tokens=False).ids
+    # Special-token strings in text (`<|user|>`, `<|end|>`, ...) are plain text unless
+    # the caller says the text is trusted (`special=True`, e.g. a chat template's own
+    # markup): otherwise a user message or a data file could forge a turn boundary.
+    # `self.engine` is the pipeline as saved and parses them (its own default);
+    # untrusted text goes through `_plain`, a second instance of the same pipeline
+    # with `encode_special_tokens` set and the special strings made unreachable
+    # inside the model's vocabulary too (see `_plain_engine`).
+    def _engine_for(self, special: bool) -> Any:
+        if special:
+            return self.engine
+        plain = self.__dict__.get("_plain")
+        if plain is None:
+            plain = self._plain = _plain_engine(self.engine, self.to_json())
+        return plain
+
+    def _invalidate(self) -> None:
+        """Forget derived state after the pipeline changed (added tokens)."""
+        self.__dict__.pop("_plain", None)
+
+    def encode(
+        self, text: str, *, bos: bool = False, eos: bool = False, special: bool = False
+    ) -> list[int]:
+        """Token ids of `text` (no special tokens added unless `bos`/`eos`).
+
+        Special-token strings in `text` are encoded as ordinary text; ``special=True``
+        maps them to their ids (only for trusted text such as template markup).
+        """
+        ids = self._engine_for(special).encode(text, add_special_tokens=False).ids
         if bos:
             ids = [self.bos_id, *ids]
         if eos:
             ids = [*ids, self.eos_id]
         return ids
 
-    def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
-        """Encode many texts in parallel (Rust threads)."""
+    def encode_batch(self, texts: Sequence[str], *, special: bool = False) -> list[list[int]]:
+        """Encode many texts in parallel (Rust threads); `special` as in `encode`."""
+        engine = self._engine_for(special)
         # encode_batch_fast skips computing character offsets, which callers of ids never use.
-        encode = getattr(self.engine, "encode_batch_fast", self.engine.encode_batch)
+        encode = getattr(engine, "encode_batch_fast", engine.encode_batch)
         return [e.ids for e in encode(list(texts), add_special_tokens=False)]
 
     def decode(self, ids: Sequence[int], *, skip_special: bool = True) -> str:
         if self.canonical is not None:
             # Word-level vocabulary with aliases: the engine would show an
             # arbitrary surface form per id; show the canonical (base) form.
-            special = self._special_ids()
+            special = self.special_ids()
             words = [self.canonical[i] for i in ids if not (skip_special and i in special)]
             return " ".join(words)
         return self.engine.decode(list(ids), skip_special_tokens=skip_special)
 
-    def _special_ids(self) -> set[int]:
+    def special_ids(self) -> set[int]:
+        """Ids of the special (added) tokens: what `decode` skips by default."""
         decoder = self.engine.get_added_tokens_decoder()
         return {i for i, tok in decoder.items() if tok.special}
 
-    def tokens(self, text: str) -> list[str]:
-        """The token strings of `text` (for display)."""
-        return self.engine.encode(text, add_special_tokens=False).tokens
+    def tokens(self, text: str, *, special: bool = False) -> list[str]:
+        """The token strings of `text` (for display); `special` as in `encode`."""
+        enc = self._engine_for(special).encode(text, add_special_tokens=False)
+        # Ask the saved pipeline for each id's string: the plain instance renames
+        # special pieces inside its model (they never come out of it anyway).
+        return enc.tokens if special else [self.engine.id_to_token(i) for i in enc.ids]
 
     def token_to_id(self, token: str) -> int | None:
         return self.engine.token_to_id(token)
@@ -193,6 +224,43 @@ class Tokenizer:
         token = mapping.get(role, _DEFAULT_ROLES.get(role))
         return None if token is None else self.engine.token_to_id(token)
 
+    def add_special_tokens(self, roles: dict[str, str]) -> dict[str, int]:
+        """Add role tokens (``{"user": "<|user|>", ...}``) to a tokenizer lacking them.
+
+        For a tokenizer imported from elsewhere (GPT-2's has only ``<|endoftext|>``):
+        each token becomes a special added token (matched in raw text with
+        ``special=True``, never split, skipped by ``decode``); a string not in the
+        vocabulary gets the next new id, so existing ids never change. The role
+        mapping is recorded in ``lmforge.json`` (``special_tokens``), so
+        ``special_id(role)``, ``user_id`` etc. find them after ``save``/``load``;
+        ``hash`` changes. Returns ``{role: id}``. Resize a model's embeddings to the
+        new ``vocab_size`` (``lmforge.models.resize_token_embeddings``) before use.
+        """
+        from tokenizers import AddedToken
+
+        if self.canonical is not None:
+            raise LmforgeError(
+                "cannot add tokens to a word tokenizer with base-form aliases; retrain it"
+            )
+        for role, token in roles.items():
+            if not isinstance(role, str) or not role:
+                raise LmforgeError(f"special token role must be a non-empty string, got {role!r}")
+            if not isinstance(token, str) or not token:
+                raise LmforgeError(f"special token for role {role!r} must be a non-empty string")
+            current = self.special_id(role)
+            if current is not None and self.id_to_token(current) != token:
+                raise LmforgeError(
+                    f"role {role!r} already has token {self.id_to_token(current)!r} "
+                    f"(id {current}); not replacing it with {token!r}"
+                )
+        new = list(dict.fromkeys(roles.values()))
+        self.engine.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in new])
+        mapping = dict(self.meta.get("special_tokens") or {})
+        mapping.update(roles)
+        self.meta["special_tokens"] = mapping
+        self._invalidate()
+        return {role: self.engine.token_to_id(token) for role, token in roles.items()}
+
     pad_id = property(lambda self: self.special_id("pad"))
     bos_id = property(lambda self: self.special_id("bos"))
     eos_id = property(lambda self: self.special_id("eos"))
@@ -205,6 +273,52 @@ class Tokenizer:
 
     def __repr__(self) -> str:
         return f"Tokenizer(kind={self.kind!r}, vocab_size={self.vocab_size})"
+
+
+def _plain_engine(engine: Any, text: str) -> Any:
+    """A copy of `engine` that encodes special-token strings in text as ordinary text.
+
+    The copy drops the special added tokens (the pass that cuts them out of the
+    text; ``encode_special_tokens`` is set as well), which is not enough where the
+    model's own vocabulary holds the same strings at the special ids and could
+    match them from text: a Unigram (its Viterbi takes the one `<|user|>` piece over
+    unknown characters) or a WordLevel model whose pre-tokenizer keeps such a
+    string whole. There those vocabulary entries are renamed to strings no
+    normalized text contains, keeping every id. Text without special strings
+    encodes exactly as with `engine`. `text` is the tokenizer.json of `engine` (as
+    `Tokenizer.to_json` writes it: with every alias of a word vocabulary).
+    """
+    from tokenizers import Tokenizer as HFTokenizer
+
+    data = json.loads(text)
+    added = data.get("added_tokens") or []
+    specials = {t["content"] for t in added if t.get("special")}
+    data["added_tokens"] = [t for t in added if not t.get("special")]
+    model = data.get("model") or {}
+    mark = _unreachable_mark(engine)
+    if model.get("type") == "Unigram":
+        for piece in model.get("vocab", []):
+            if piece[0] in specials:
+                piece[0] = mark + piece[0]
+    elif model.get("type") == "WordLevel":
+        vocab = model.get("vocab", {})
+        for token in [t for t in vocab if t in specials and t != model.get("unk_token")]:
+            vocab[mark + token] = vocab.pop(token)
+    plain = HFTokenizer.from_str(json.dumps(data, ensure_ascii=False))
+    plain.encode_special_tokens = True
+    return plain
+
+
+def _unreachable_mark(engine: Any) -> str:
+    """A prefix no model input contains: a space where normalization removes spaces."""
+    normalizer = engine.normalizer
+    if normalizer is not None and " " not in normalizer.normalize_str("a b"):
+        return " "  # SentencePiece-style: every space became the ▁ meta symbol
+    # Otherwise a prefix with control characters text practically never holds (and a
+    # random part so that it cannot be known in advance).
+    import secrets
+
+    return f"\x00\x01lmforge-{secrets.token_hex(8)}\x01"
 
 
 def _aliased_vocab(vocab: dict[str, int], canonical: list[str]) -> dict[str, int]:

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..common import ConfigError, LmforgeError, replace_folder
+from ..common import ConfigError, LmforgeError, print0, replace_folder
 from ..config import field_, to_dict
 from .base import META_FILE, SPECIAL_TOKENS, TOKENIZER_FILE, Tokenizer
 
@@ -110,7 +110,8 @@ def train_tokenizer(cfg: TokenizerConfig, inputs: Iterable[str | Path]) -> Token
 
     validate(cfg)
     files = resolve_inputs(inputs)
-    docs = _non_empty(iter_documents(files), files)
+    # A unigram pipeline prepends `▁` to every text: pieces cut at a space drop it.
+    docs = _non_empty(iter_documents(files, drop_space=cfg.kind == "unigram"), files)
     with engine_threads(cfg.threads):
         if cfg.kind == "bpe":
             from .bpe import train_bpe as trainer
@@ -123,7 +124,30 @@ def train_tokenizer(cfg: TokenizerConfig, inputs: Iterable[str | Path]) -> Token
         tok = trainer(cfg, docs)
     check_special_ids(tok.engine)
     tok.meta.update(config=to_dict(cfg), inputs=[str(f) for f in files])
+    note = short_vocab_note(cfg, tok.vocab_size)
+    if note:
+        print0(note)
+        tok.meta["vocab_note"] = note
     return tok
+
+
+_TOO_FEW = {
+    "bpe": "distinct byte pairs seen at least --min-frequency times to merge",
+    "unigram": "distinct pieces (substrings worth a piece)",
+    "word": "distinct words seen at least --min-frequency times",
+    "char": "distinct characters seen at least --min-frequency times",
+}
+
+
+def short_vocab_note(cfg: TokenizerConfig, trained: int) -> str | None:
+    """One line saying why a trained vocabulary came out smaller than asked (None if not)."""
+    if trained >= cfg.vocab_size:
+        return None
+    return (
+        f"trained vocab size is {trained:,}, smaller than --vocab-size {cfg.vocab_size:,}: "
+        f"the corpus has too few {_TOO_FEW.get(cfg.kind, 'distinct tokens')}; "
+        f"train on more text or ask for a smaller --vocab-size"
+    )
 
 
 def _non_empty(docs: Iterator[str], files: list[Path]) -> Iterator[str]:

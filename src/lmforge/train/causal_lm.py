@@ -4,21 +4,22 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
 from torch import nn
+
+from .objective import LossOutput, count_targets
 
 
 class CausalLMObjective:
-    """Mean cross-entropy of predicting `y` from `x` with `model(x, targets=y)`.
+    """Summed cross-entropy of predicting `y` from `x` with `model(x, targets=y)`.
 
-    Stateless. The model computes its loss itself (`forward(ids, targets)` returns
-    `(logits, loss)`), so each architecture may fuse or chunk it as it likes.
+    Stateless. The model computes its (mean) loss itself (`forward(ids, targets)`
+    returns `(logits, loss)`), so each architecture may fuse or chunk it as it
+    likes; the sum is that mean times the number of targets that are not -100,
+    which is also `n_tokens`: masked targets (SFT prompts, padding) count for
+    nothing.
     """
 
-    def compute_loss(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, dict]:
+    def compute_loss(self, model: nn.Module, batch: Any) -> LossOutput:
         x, y = batch  # (B, T), (B, T)
         _, loss = model(x, targets=y)
-        return loss, {}
-
-    def count_tokens(self, batch: Any) -> int:
-        return batch[0].numel()  # B * T, from the shape: no device sync
+        return LossOutput.from_mean(loss, count_targets(y))

@@ -5,17 +5,22 @@ warmup + cosine / linear / warmup-stable-decay, gradient accumulation, clipping,
 bf16 autocast, optional torch.compile, DDP / FSDP2 under torchrun, periodic
 evaluation, atomic checkpoints with exact resume, a NaN/inf guard, metrics.jsonl,
 TensorBoard, PNG curves and a progress bar. Objectives and batch sources are the
-protocols in `lmforge.train.objective`.
+protocols in `lmforge.train.objective`; stages add work around the steps with
+hooks (`lmforge.train.hooks`).
+
+Loss weighting: objectives return a loss *sum* and a token count per
+micro-batch. The loop backpropagates each sum as it is, adds up the counts of
+all micro-batches and processes (one all-reduce of a scalar), and scales the
+gradients once before clipping so that the step's gradient is that of
+(sum of every micro-batch's loss on every process) / (global token count):
+every token weighs the same, whichever micro-batch or process it sat in.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,17 +29,16 @@ import torch
 from torch import nn
 
 from ..common import LmforgeError, move_to, progress, seed_everything
+from ..models.weights import load_weights
 from ..runs.checkpoint import Checkpoint, save_checkpoint
 from . import distributed as D
 from .config import TrainConfig
+from .hooks import LoopView, StepRecord, call_hooks, hooks_state, load_hooks_state
 from .metrics import MetricsLogger
-from .objective import BatchSource, Objective
+from .objective import BatchSource, LossOutput, Objective
 from .optim import build_optimizer, lr_at
 from .precision import autocast, resolve_dtype
 from .rng import get_rng_state, set_rng_state
-
-# Test hook: SIGKILL this process right after finishing this step (and its checkpoint).
-KILL_AT_STEP_ENV = "LMFORGE_TEST_KILL_AT_STEP"
 
 Evaluator = Callable[[nn.Module], dict[str, float]]
 
@@ -75,44 +79,14 @@ class _State:
         return cls(**{k: d[k] for k in vars(cls()) if k in d})
 
 
-def load_weights(model: nn.Module, path: Path) -> None:
-    """Load a checkpoint's model.safetensors into `model`; errors name the file.
-
-    A tied weight stored under one of its names counts as present for its twins.
-    """
-    from safetensors.torch import load_file
-
-    try:
-        tensors = load_file(str(path), device="cpu")
-    except Exception as e:  # safetensors raises its own types for bad headers and short files
-        msg = " ".join(str(e).split())[:200]
-        raise LmforgeError(f"{path}: cannot load the weights ({msg})") from None
-    try:
-        missing, unexpected = model.load_state_dict(tensors, strict=False)
-    except RuntimeError as e:
-        msg = " ".join(str(e).split())[:200]
-        raise LmforgeError(f"{path}: weights do not fit the model ({msg})") from None
-    sd = model.state_dict()
-    loaded = {sd[k].data_ptr() for k in sd if k in tensors}
-    missing = [k for k in missing if sd[k].data_ptr() not in loaded]
-    if missing or unexpected:
-        raise LmforgeError(
-            f"{path}: does not match the model (missing {sorted(missing)[:3]}, unexpected "
-            f"{sorted(unexpected)[:3]}); was it written by another architecture or preset?"
-        )
-
-
 def _weights_meta(inner: nn.Module, extra: dict[str, str] | None) -> dict[str, str]:
     """safetensors metadata: lmforge's arch and model config (self-describing), plus `extra`."""
-    meta = {"format": "pt"}
-    try:
-        from ..models import arch_of, config_to_dict
-        from ..models.weights import META_ARCH, META_CONFIG
+    from ..models import weights_metadata
 
-        meta[META_ARCH] = arch_of(inner)
-        meta[META_CONFIG] = json.dumps(config_to_dict(inner.config))
+    try:
+        meta = weights_metadata(inner)  # arch, config and head kind: the file rebuilds itself
     except (ValueError, AttributeError, LmforgeError):
-        pass  # a module outside the model registry (tests, custom models): weights only
+        meta = {"format": "pt"}  # a module outside the model registry (tests): weights only
     return {**meta, **(extra or {})}
 
 
@@ -148,6 +122,32 @@ def _budget_spent(st: _State, cfg: TrainConfig) -> str | None:
     return None
 
 
+def _scale_and_clip(params: list[nn.Parameter], scale: torch.Tensor, max_norm: float):
+    """Multiply the gradients by `scale`, clipped to `max_norm`, in one pass; the scaled norm.
+
+    The norm is taken of the unscaled gradients and scaled as a number; then a
+    single foreach multiply applies `scale * clip coefficient`, so weighting by
+    the token count costs nothing over plain clipping. All on the device: no
+    host sync. FSDP2's gradients are DTensors: the norm is their global norm,
+    the multiply works on each process's shard.
+    """
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return torch.zeros((), device=scale.device)
+    norm = torch.nn.utils.get_total_norm(grads)
+    if hasattr(norm, "full_tensor"):  # FSDP2: a DTensor
+        norm = norm.full_tensor()
+    norm = norm.float() * scale
+    coef = scale * torch.clamp(max_norm / (norm + 1e-6), max=1.0)
+    groups: dict[tuple, list[torch.Tensor]] = {}
+    for g in grads:
+        local = g.to_local() if hasattr(g, "to_local") else g
+        groups.setdefault((local.device, local.dtype), []).append(local)
+    for (dev, _), group in groups.items():
+        torch._foreach_mul_(group, coef.to(dev))
+    return norm
+
+
 def train(
     model: nn.Module,
     objective: Objective,
@@ -160,6 +160,7 @@ def train(
     resume: Checkpoint | None = None,
     weights_metadata: dict[str, str] | None = None,
     extra_state: dict[str, Any] | None = None,
+    hooks: Sequence[Any] = (),
     desc: str = "train",
 ) -> TrainResult:
     """Train `model` on `objective` over `batches` as `cfg` says; returns where it ended.
@@ -170,6 +171,15 @@ def train(
     checkpoints and metrics (None: train without writing anything). `resume` is
     a verified checkpoint (`checkpoint.find_resume_checkpoint`). `weights_metadata`
     goes into every model.safetensors; `extra_state` into trainer_state.json.
+    `hooks` run around every step (`lmforge.train.hooks`); their state is
+    checkpointed.
+
+    Tokens: `tokens_seen`, `tok_per_s` and the `max_tokens` budget count the
+    objective's `n_tokens` over all processes (trained tokens: not padding, not
+    masked targets), of every step including NaN-skipped ones. On a CPU they are
+    read every step; on a GPU (fused AdamW) the counts stay on the device and are
+    read at log and checkpoint steps, except under a `max_tokens` budget, which
+    reads them every step (one host sync per step) to stop exactly.
     Raises LmforgeError when the NaN guard stops the run (after saving).
     """
     ctx = ctx or D.init_distributed(cfg.device, cfg.parallel)
@@ -182,11 +192,12 @@ def train(
     amp_dtype = resolve_dtype(cfg.dtype, device, model)
     run = Path(run_dir) if run_dir is not None else None
     writes = run is not None and ctx.is_main
+    hooks = list(hooks)
 
     model.to(device)
     st = _State()
     if resume is not None:
-        load_weights(D.unwrap(model), resume.model_file)
+        load_weights(D.unwrap(model), resume.model_file)  # the one checked weight loader
         st = _State.from_json(resume.state)
 
     # --- wrap: compile, then DDP (or shard with FSDP2, then compile) ----------------
@@ -201,9 +212,9 @@ def train(
     optimizer = build_optimizer(model, cfg.lr, cfg.weight_decay, cfg.betas, cfg.eps)
     fused = bool(optimizer.defaults.get("fused"))
 
-    # --- restore optimizer, data position, objective state and RNG, or seed -----------
+    # --- restore optimizer, data position, objective and hook state and RNG, or seed ---
     if resume is not None:
-        _restore(resume, model, optimizer, objective, batches, ctx)
+        _restore(resume, model, optimizer, objective, batches, hooks, ctx)
     else:
         # Per-rank streams: dropout differs across processes, as it would across a batch.
         seed_everything(cfg.seed + ctx.rank)
@@ -211,34 +222,59 @@ def train(
     metrics = MetricsLogger(run, enabled=writes, resume_step=st.step) if run else None
     params = [p for p in model.parameters() if p.requires_grad]
     clip = cfg.grad_clip if cfg.grad_clip > 0 else float("inf")
-    # On a GPU a host sync stalls the launch queue, so the NaN counters (kept on the
-    # device) are read only at log steps there; on a CPU reading them is free.
+    # On a GPU a host sync stalls the launch queue, so the NaN counters and token
+    # counts (kept on the device) are read only at log steps there; on a CPU
+    # reading them is free.
     check_every = 1 if (device == "cpu" or not fused) else cfg.log_every
+    count_every = 1 if (check_every == 1 or cfg.max_tokens) else cfg.log_every
     bad_run = torch.full((), float(st.nan_consecutive), device=device)  # in a row, now
     bad_total = torch.full((), float(st.nan_skipped), device=device)
-    win_loss = torch.zeros((), device=device)  # sum of finite step losses in this window
-    win_good = torch.zeros((), device=device)
+    # This process's sums over the logging window: loss and tokens of the finite
+    # steps, tokens of all steps, and each metric × its tokens.
+    win_loss = torch.zeros((), dtype=torch.float64, device=device)
+    win_n_good = torch.zeros((), dtype=torch.int64, device=device)
+    win_n_all = torch.zeros((), dtype=torch.int64, device=device)
     win_metrics: dict[str, torch.Tensor] = {}
-    win_tokens, win_t0, win_steps = 0, time.perf_counter(), 0
+    pending_tokens: torch.Tensor | None = None  # global tokens not yet added to st
+    win_tokens0, win_t0, win_steps = st.tokens_seen, time.perf_counter(), 0
     last_norm = torch.zeros((), device=device)
     last_loss: float | None = None
     last_val: dict[str, float] = {}
     tok_per_s: float | None = None
     t_start = time.perf_counter() - st.elapsed_s
-    kill_at = os.environ.get(KILL_AT_STEP_ENV)
+    view = LoopView(st, D.unwrap(model), model, ctx, run, cfg, resume is not None)
+
+    def flush_tokens() -> None:
+        nonlocal pending_tokens
+        if pending_tokens is not None:
+            st.tokens_seen += int(pending_tokens.item())
+            pending_tokens = None
 
     def save_now() -> Path:
         """Checkpoint everything resume needs at the current step (rank 0 writes)."""
+        flush_tokens()
         return _save(
-            run, st, model, optimizer, objective, batches, ctx, cfg, weights_metadata, extra_state
+            run,
+            st,
+            model,
+            optimizer,
+            objective,
+            batches,
+            hooks,
+            ctx,
+            cfg,
+            weights_metadata,
+            extra_state,
         )
 
+    call_hooks(hooks, "on_start", view)
     bar = progress(total=cfg.max_steps, desc=desc, unit="step")
     bar.update(st.step)
     stop = _budget_spent(st, cfg)
     model.train()
     try:
         while stop is None:
+            call_hooks(hooks, "before_step", view)
             # --- one optimizer step ---------------------------------------------------
             frac = _progress_fraction(st, cfg)
             if st.step >= cfg.warmup and st.warmup_progress is None:
@@ -255,22 +291,32 @@ def train(
             )
             for g in optimizer.param_groups:
                 g["lr"] = lr
-            step_loss = torch.zeros((), device=device)
-            step_tokens = 0
+            step_loss = step_n = None  # this process's loss sum and its tokens
             for micro in range(cfg.grad_accum):
                 batch = move_to(batches.next_batch(), device)
-                step_tokens += objective.count_tokens(batch)
                 with D.grad_sync(model, ctx, micro == cfg.grad_accum - 1):
                     with autocast(device, amp_dtype):
-                        loss, extra = objective.compute_loss(model, batch)
-                    (loss / cfg.grad_accum).backward()
-                step_loss += loss.detach().float()
-                for k, v in extra.items():
-                    win_metrics[k] = win_metrics.get(k, 0.0) + v.detach().float() / cfg.grad_accum
-            step_loss /= cfg.grad_accum
-            norm = torch.nn.utils.clip_grad_norm_(params, clip)
-            if hasattr(norm, "full_tensor"):  # FSDP2 returns a DTensor
-                norm = norm.full_tensor()
+                        out = objective.compute_loss(model, batch)
+                    if not isinstance(out, LossOutput):
+                        raise TypeError(
+                            f"{type(objective).__name__}.compute_loss must return a "
+                            f"LossOutput, not {type(out).__name__}"
+                        )
+                    out.loss_sum.backward()
+                loss, n = out.loss_sum.detach().float(), out.n_tokens
+                if not isinstance(n, torch.Tensor):  # a fill, not a copy: no host sync
+                    n = torch.full((), n, dtype=torch.int64, device=device)
+                step_loss = loss if step_loss is None else step_loss + loss
+                step_n = n if step_n is None else step_n + n
+                for k, v in out.metrics.items():
+                    acc = win_metrics.get(k)
+                    term = v.detach().double() * out.n_tokens
+                    win_metrics[k] = term if acc is None else acc + term
+            # DDP and FSDP average the gradients over processes; the step's gradient is
+            # the sum over processes / the global count: scale by world_size / count.
+            n_global = D.all_reduce_sum(step_n.clone(), ctx) if ctx.distributed else step_n
+            scale = ctx.world_size / n_global.clamp(min=1)  # float32
+            norm = _scale_and_clip(params, scale, clip)
             bad = ~(torch.isfinite(norm) & torch.isfinite(step_loss))
             if fused:
                 # Fused AdamW skips the update (and its step count) where found_inf is 1,
@@ -283,12 +329,14 @@ def train(
             optimizer.zero_grad(set_to_none=True)
             bad_run = (bad_run + 1) * bad
             bad_total += bad
-            win_loss += torch.where(bad, 0.0, step_loss)
-            win_good += ~bad
+            win_loss += torch.where(bad, 0.0, step_loss.double())
+            win_n_good += torch.where(bad, 0, step_n)
+            win_n_all += step_n
             last_norm = norm.detach()
+            pending_tokens = n_global if pending_tokens is None else pending_tokens + n_global
             st.step += 1
-            st.tokens_seen += step_tokens * ctx.world_size
-            win_tokens += step_tokens * ctx.world_size
+            if st.step % count_every == 0:
+                flush_tokens()
             win_steps += 1
             now = time.perf_counter() - t_start
             if cfg.max_time:
@@ -314,13 +362,25 @@ def train(
             stop = _budget_spent(st, cfg)
 
             # --- log ------------------------------------------------------------------
+            rec = None
             if st.step % cfg.log_every == 0 or stop:
-                stats = torch.stack([win_loss, win_good, bad_total, last_norm.float()])
-                stats[:2] = D.all_reduce_sum(stats[:2].clone(), ctx)
-                w_loss, w_good, n_bad, g_norm = stats.tolist()
+                names = list(win_metrics)
+                counts = [win_n_good.double(), win_n_all.double()]
+                summed = torch.stack([win_loss, *counts, *(win_metrics[k] for k in names)])
+                summed = D.all_reduce_sum(summed, ctx)
+                local = torch.stack([bad_total, last_norm.float(), bad_run]).double()
+                pend = [] if pending_tokens is None else [pending_tokens.double()]
+                vals = torch.cat([summed, local, *(p.reshape(1) for p in pend)]).tolist()
+                w_loss, w_n, w_n_all = vals[:3]  # loss and tokens of finite steps, all tokens
+                metric_sums = vals[3 : 3 + len(names)]
+                n_bad, g_norm, in_a_row = vals[3 + len(names) : 6 + len(names)]
+                if pend:
+                    st.tokens_seen += int(vals[-1])
+                    pending_tokens = None
                 dt = time.perf_counter() - win_t0
+                win_tokens = st.tokens_seen - win_tokens0
                 tok_per_s = win_tokens / dt if dt > 0 else None
-                last_loss = w_loss / w_good if w_good else float("nan")
+                last_loss = w_loss / w_n if w_n else float("nan")
                 rec = {
                     "step": st.step,
                     "loss": last_loss,
@@ -331,24 +391,28 @@ def train(
                     "elapsed_s": round(st.elapsed_s, 3),
                     "nan_skipped": int(n_bad),
                 }
-                for k, v in win_metrics.items():
-                    rec[f"train_{k}"] = float(D.all_reduce_mean(v.clone(), ctx)) / win_steps
+                for k, v in zip(names, metric_sums, strict=True):
+                    rec[f"train_{k}"] = v / w_n_all if w_n_all else float("nan")
                 st.nan_skipped = int(n_bad)
-                st.nan_consecutive = int(bad_run.item())
+                st.nan_consecutive = int(in_a_row)
                 if metrics:
                     metrics.log(rec)
                 # Without a step budget the bar's total is an estimate (for its ETA).
-                if cfg.max_steps is None and cfg.max_tokens:
-                    per_step = step_tokens * ctx.world_size
+                if cfg.max_steps is None and cfg.max_tokens and win_tokens > 0:
+                    per_step = win_tokens / win_steps
                     bar.total = st.step + math.ceil((cfg.max_tokens - st.tokens_seen) / per_step)
                 elif cfg.max_steps is None and cfg.max_time and dt > 0:
                     steps_per_s = win_steps / dt
                     bar.total = st.step + int((cfg.max_time - st.elapsed_s) * steps_per_s)
                 bar.set_postfix(loss=f"{last_loss:.4f}", tok_s=f"{tok_per_s or 0:,.0f}")
-                win_loss.zero_()
-                win_good.zero_()
+                for t in (win_loss, win_n_good, win_n_all):
+                    t.zero_()
                 win_metrics = {}
-                win_tokens, win_steps, win_t0 = 0, 0, time.perf_counter()
+                win_tokens0, win_steps, win_t0 = st.tokens_seen, 0, time.perf_counter()
+
+            if hooks:
+                record = StepRecord(st.step, lr, step_loss, step_n, n_global, last_norm, bad, rec)
+                call_hooks(hooks, "after_step", view, record)
 
             # --- evaluate -------------------------------------------------------------
             due_eval = cfg.eval_every and st.step % cfg.eval_every == 0
@@ -369,8 +433,7 @@ def train(
             if run is not None and (due_save or stop):
                 save_now()
                 win_t0 = time.perf_counter()
-            if kill_at is not None and str(st.step) == kill_at:
-                os.kill(os.getpid(), signal.SIGKILL)
+        flush_tokens()
     finally:
         bar.close()
         if metrics:
@@ -410,13 +473,15 @@ def _evaluate(evaluator: Evaluator, model: nn.Module, device: str, amp_dtype) ->
         model.train()
 
 
-def _save(run, st, model, optimizer, objective, batches, ctx, cfg, meta, extra) -> Path:
+def _save(run, st, model, optimizer, objective, batches, hooks, ctx, cfg, meta, extra) -> Path:
     """Checkpoint the current step (every rank calls; rank 0 writes)."""
     model_sd, opt_sd = D.full_state_dicts(model, optimizer, ctx)
     rng = D.gather_objects(get_rng_state(), ctx)
     data = D.gather_objects(batches.state_dict(), ctx)
     obj = objective.state_dict() if hasattr(objective, "state_dict") else None
     objs = D.gather_objects(obj, ctx) if obj is not None else None
+    hk = hooks_state(hooks)
+    hks = D.gather_objects(hk, ctx) if hk is not None else None
     path = run / "checkpoints" / f"step_{st.step}"
     if ctx.is_main:
         trainer_state = {
@@ -433,6 +498,7 @@ def _save(run, st, model, optimizer, objective, batches, ctx, cfg, meta, extra) 
             optimizer_state=opt_sd,
             trainer_state=trainer_state,
             objective_state={"ranks": objs} if objs is not None else None,
+            hooks_state={"ranks": hks} if hks is not None else None,
             keep_last=cfg.keep_last,
         )
     D.barrier(ctx)
@@ -445,9 +511,10 @@ def _restore(
     optimizer: torch.optim.Optimizer,
     objective: Objective,
     batches: BatchSource,
+    hooks: list[Any],
     ctx: D.DistContext,
 ) -> None:
-    """Load optimizer, data position, objective state and RNG from `ckpt` for this rank."""
+    """Load optimizer, data position, objective and hook state and RNG from `ckpt` (this rank)."""
     state = ckpt.state
     saved_world = int(state.get("world_size", 1))
     if saved_world != ctx.world_size:
@@ -465,4 +532,7 @@ def _restore(
     obj_state = ckpt.objective_state()
     if obj_state is not None and hasattr(objective, "load_state_dict"):
         objective.load_state_dict(obj_state["ranks"][ctx.rank])
+    hk_state = ckpt.hooks_state()
+    if hk_state is not None:
+        load_hooks_state(hooks, hk_state["ranks"][ctx.rank], ckpt.path / "hooks.pt")
     set_rng_state(state["rng"][ctx.rank])

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from ..common import LmforgeError
+from .objective import LossOutput
 
 
 def mask_tokens(
@@ -84,9 +85,11 @@ def mask_tokens(
 class MaskedLMObjective:
     """The loop's objective for a BERT: corrupt the batch, then cross-entropy on chosen tokens.
 
-    ``compute_loss(model, batch) -> (loss, metrics)`` takes the ``(x, y)`` windows
-    of the batch reader and uses ``x`` only (the next-token targets ``y`` are
-    meaningless to a masked LM).
+    ``compute_loss(model, batch) -> LossOutput`` takes the ``(x, y)`` windows of
+    the batch reader and uses ``x`` only (the next-token targets ``y`` are
+    meaningless to a masked LM). The loss is summed over the chosen positions
+    only, so ``n_tokens`` (and the loop's tokens_seen) counts those, not every
+    token read.
     """
 
     def __init__(
@@ -132,19 +135,18 @@ class MaskedLMObjective:
 
     def compute_loss(
         self, model: torch.nn.Module, batch: tuple[torch.Tensor, torch.Tensor]
-    ) -> tuple[torch.Tensor, dict[str, float]]:
+    ) -> LossOutput:
+        """Loss summed over the chosen positions; `n_tokens` is their number (about 15%)."""
         x = batch[0]  # (B, T)
         inputs, targets = self.corrupt(x)
         logits, loss = model(inputs, targets)
         with torch.no_grad():
             chosen = targets != -100
+            n = chosen.sum()
             correct = ((logits.argmax(-1) == targets) & chosen).sum()
             # Tensors, not floats: .item() here would stall the GPU every step.
-            acc = correct.float() / chosen.sum().clamp(min=1)
-        return loss, {"mlm_acc": acc}
-
-    def count_tokens(self, batch: tuple[torch.Tensor, torch.Tensor]) -> int:
-        return batch[0].numel()  # tokens read (B * T), from the shape: no device sync
+            acc = correct.float() / n.clamp(min=1)
+        return LossOutput.from_mean(loss, n, {"mlm_acc": acc})
 
     def state_dict(self) -> dict[str, Any]:
         return {"generator": self.generator.get_state()}

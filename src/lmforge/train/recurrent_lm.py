@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from ..models.rnn import RNNState
+from .objective import LossOutput, count_targets
 
 
 def _core(model: torch.nn.Module) -> torch.nn.Module:
@@ -31,7 +32,7 @@ def _core(model: torch.nn.Module) -> torch.nn.Module:
 
 
 class RecurrentLMObjective:
-    """``compute_loss(model, batch) -> (loss, metrics)`` with the RNN state carried across calls.
+    """``compute_loss(model, batch) -> LossOutput`` with the RNN state carried across calls.
 
     With ``carry_state=False`` every window starts from a zero state (plain
     next-token training, suited to the reader's random windows).
@@ -52,11 +53,11 @@ class RecurrentLMObjective:
 
     def compute_loss(
         self, model: torch.nn.Module, batch: tuple[torch.Tensor, torch.Tensor]
-    ) -> tuple[torch.Tensor, dict[str, float]]:
+    ) -> LossOutput:
         x, y = batch
         if not self.carry_state:
             _, loss = model(x, y)
-            return loss, {}
+            return LossOutput.from_mean(loss, count_targets(y))
         B = x.shape[0]
         if self.continues is not None and not self.continues():
             self.state = None
@@ -68,10 +69,7 @@ class RecurrentLMObjective:
         # The graph of this window stays alive for backward; the next window starts
         # from the values only.
         self.state.detach_()
-        return loss, {}
-
-    def count_tokens(self, batch: tuple[torch.Tensor, torch.Tensor]) -> int:
-        return batch[0].numel()  # B * T, from the shape: no device sync
+        return LossOutput.from_mean(loss, count_targets(y))
 
     def state_dict(self) -> dict[str, Any]:
         if self.state is None:

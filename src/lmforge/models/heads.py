@@ -1,0 +1,140 @@
+"""Scalar (reward) and value heads on top of a base model, by composition.
+
+``HeadModel(base, kind)`` keeps the base model whole (``model.base``, its own
+``forward`` and ``lm_head`` untouched) and adds one linear layer ``model.head``
+(d_model -> 1) reading the base's final hidden states (``base.features``: GPT,
+LLaMA and RNN models; BERT's ``encode``):
+
+* ``kind="scalar"`` (reward model): one score per sequence, read at the last
+  real token of each row (``lengths`` or ``attn_mask`` say where rows end; right
+  padding, and for decoders left padding too). ``forward(ids, ...) -> (B,)``.
+* ``kind="value"`` (PPO critic): one value per position. ``forward(ids, ...) ->
+  (B, T)``.
+
+``WithScalarHead(base)`` and ``WithValueHead(base)`` are the two kinds by name.
+
+Head init: weight ~ N(0, 1/sqrt(d_model + 1)), bias 0, the reward head init of
+OpenAI's lm-human-preferences (Ziegler et al. 2019), which TRL follows; scores
+start at the scale of one unit-variance feature.
+
+Checkpoints: ``save_model`` writes the head kind in the safetensors metadata
+(``lmforge_head=scalar``), next to the base's arch and config, so
+``load_model(path)`` rebuilds base + head. ``load_model(path, head=False)`` loads
+only the base from a head checkpoint (initialise a PPO policy from a reward
+model); ``load_model(plain_path, head="value")`` wraps a plain base checkpoint
+in a freshly initialised head. Parameter names are ``base.<base name>`` and
+``head.weight`` / ``head.bias``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+
+from .masks import last_token_index
+
+HEAD_KINDS = ("scalar", "value")
+
+
+def feature_size(base: nn.Module) -> int:
+    """The width of `base`'s final hidden states (d_model for every lmforge arch)."""
+    return int(base.config.d_model)
+
+
+def base_features(base: nn.Module, ids: torch.Tensor, **kwargs) -> torch.Tensor:
+    """(B, T, C) final hidden states of any lmforge model; None-valued kwargs are dropped."""
+    kw = {k: v for k, v in kwargs.items() if v is not None}
+    return base.features(ids, **kw)
+
+
+class HeadModel(nn.Module):
+    """A base model plus a scalar (per-sequence) or value (per-position) linear head."""
+
+    def __init__(self, base: nn.Module, kind: str = "scalar"):
+        super().__init__()
+        if kind not in HEAD_KINDS:
+            raise ValueError(f"head kind must be one of {', '.join(HEAD_KINDS)}, got {kind!r}")
+        base = getattr(base, "_orig_mod", base)
+        self.kind = kind
+        self.base = base
+        d = feature_size(base)
+        ref = next(base.parameters())
+        self.head = nn.Linear(d, 1, device=ref.device, dtype=ref.dtype)
+        self.reset_head()
+
+    @torch.no_grad()
+    def reset_head(self) -> None:
+        """weight ~ N(0, 1/sqrt(d_model + 1)), bias 0 (lm-human-preferences' reward head)."""
+        d = self.head.in_features
+        nn.init.normal_(self.head.weight, 0.0, 1.0 / math.sqrt(d + 1))
+        nn.init.zeros_(self.head.bias)
+
+    # The base's config is the model's config: arch_of / config_to_dict / info see the base.
+    @property
+    def config(self):
+        return self.base.config
+
+    @property
+    def max_seq_len(self):
+        return getattr(self.base, "max_seq_len", None)
+
+    def num_params(self, non_embedding: bool = False) -> int:
+        return self.base.num_params(non_embedding) + sum(p.numel() for p in self.head.parameters())
+
+    def features(self, ids: torch.Tensor, **kwargs) -> torch.Tensor:
+        """The base's final hidden states (B, T, C)."""
+        return base_features(self.base, ids, **kwargs)
+
+    def forward(
+        self,
+        ids: torch.Tensor,
+        *,
+        lengths: torch.Tensor | None = None,
+        attn_mask: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        doc_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Scores (B,) for ``kind="scalar"``, values (B, T) for ``kind="value"``.
+
+        ``attn_mask`` (B, T) marks real tokens (the base never attends to padding);
+        ``lengths`` (B,) counts real tokens of right-padded rows (a scalar head reads
+        position ``lengths - 1``; without either it reads the last column).
+        ``position_ids`` / ``doc_ids`` go to the base as in ``GPT.forward``.
+        """
+        B, T = ids.shape
+        if lengths is not None and attn_mask is None and self.kind == "scalar":
+            # Right padding from lengths: the mask hides padding keys from the base too
+            # (a causal base would not need it, an encoder does).
+            cols = torch.arange(T, device=ids.device)
+            attn_mask = cols[None, :] < torch.as_tensor(lengths, device=ids.device)[:, None]
+        h = self.features(ids, attn_mask=attn_mask, position_ids=position_ids, doc_ids=doc_ids)
+        if self.kind == "value":
+            return self.head(h).squeeze(-1)  # (B, T)
+        last = last_token_index(T, lengths=lengths, attn_mask=attn_mask, device=ids.device)
+        if last is None:
+            h_last = h[:, -1]  # (B, C)
+        else:
+            h_last = h[torch.arange(B, device=ids.device), last]  # (B, C)
+        return self.head(h_last).squeeze(-1)  # (B,)
+
+    def score_features(self, h: torch.Tensor) -> torch.Tensor:
+        """The head applied to features (..., C) -> (...)."""
+        return self.head(h).squeeze(-1)
+
+
+def WithScalarHead(base: nn.Module) -> HeadModel:  # noqa: N802 (a constructor by name)
+    """A reward model: `base` + a scalar head (one score per sequence)."""
+    return HeadModel(base, "scalar")
+
+
+def WithValueHead(base: nn.Module) -> HeadModel:  # noqa: N802
+    """A PPO value model: `base` + a value head (one value per position)."""
+    return HeadModel(base, "value")
+
+
+def head_kind(model: nn.Module) -> str | None:
+    """The head kind of a model ("scalar", "value"), or None for a plain base model."""
+    model = getattr(model, "_orig_mod", model)
+    return model.kind if isinstance(model, HeadModel) else None

@@ -1,0 +1,167 @@
+"""Scalar (reward) and value heads, their self-describing checkpoints, embedding resize."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from safetensors import safe_open
+
+from lmforge.common import LmforgeError
+from lmforge.models import (
+    arch_of,
+    build_model,
+    config_to_dict,
+    load_model,
+    resize_token_embeddings,
+    save_model,
+    weights_metadata,
+)
+from lmforge.models.heads import HeadModel, WithScalarHead, WithValueHead, head_kind
+
+SMALL = dict(vocab_size=61, block_size=32, n_layer=2, n_head=4, d_model=32, init_std=0.2)
+BASES = {
+    "gpt": SMALL,
+    "llama": {**SMALL, "n_kv_head": 2},
+    "rnn": dict(vocab_size=61, d_model=32, d_embed=32, n_layer=1),
+    "bert": dict(vocab_size=61, d_model=32, n_layer=1, n_head=4, d_ff=64, dropout=0.0),
+}
+
+
+def base(arch: str = "gpt"):
+    torch.manual_seed(0)
+    return build_model(arch, BASES[arch]).eval()
+
+
+def padded(seqs: list[torch.Tensor], T: int, pad: int = 9):
+    ids = torch.full((len(seqs), T), pad, dtype=torch.long)
+    mask = torch.zeros(len(seqs), T, dtype=torch.bool)
+    for b, s in enumerate(seqs):
+        ids[b, : len(s)], mask[b, : len(s)] = s, True
+    return ids, mask
+
+
+def test_head_init_and_shapes():
+    model = WithScalarHead(base())
+    assert model.head.weight.shape == (1, 32) and torch.equal(model.head.bias, torch.zeros(1))
+    torch.manual_seed(1)
+    big = HeadModel(build_model("gpt", {**SMALL, "d_model": 256, "n_head": 4}), "scalar")
+    std = big.head.weight.std().item()
+    assert abs(std - 1 / math.sqrt(257)) < 0.3 / math.sqrt(257)
+    ids = torch.randint(0, 61, (3, 7))
+    assert model(ids).shape == (3,)
+    assert WithValueHead(base())(ids).shape == (3, 7)
+    with pytest.raises(ValueError, match="scalar, value"):
+        HeadModel(base(), "q")
+
+
+@pytest.mark.parametrize("arch", list(BASES))
+def test_score_is_the_head_at_the_last_real_token(arch):
+    model = WithScalarHead(base(arch)).eval()
+    g = torch.Generator().manual_seed(2)
+    seqs = [torch.randint(0, 61, (n,), generator=g) for n in (5, 9, 3)]
+    ids, mask = padded(seqs, 12)
+    scores = model(ids, attn_mask=mask)
+    for b, s in enumerate(seqs):
+        h = model.base.features(s[None])  # the row alone, unpadded
+        torch.testing.assert_close(scores[b], model.head(h[0, -1])[0], atol=1e-5, rtol=0)
+    # lengths say the same as the mask; more (and other) padding changes nothing.
+    lengths = torch.tensor([len(s) for s in seqs])
+    torch.testing.assert_close(model(ids, lengths=lengths), scores, atol=1e-5, rtol=0)
+    ids2, mask2 = padded(seqs, 20, pad=44)
+    torch.testing.assert_close(model(ids2, attn_mask=mask2), scores, atol=1e-5, rtol=0)
+    # Value head: one value per position, equal to the head on each position's features.
+    value = HeadModel(model.base, "value")
+    values = value(ids, attn_mask=mask)
+    for b, s in enumerate(seqs):
+        ref = value.head(model.base.features(s[None]))[0, :, 0]
+        torch.testing.assert_close(values[b, : len(s)], ref, atol=1e-5, rtol=0)
+
+
+def test_gradients_reach_base_and_head():
+    model = WithScalarHead(base("llama")).train()
+    ids, mask = padded([torch.arange(5), torch.arange(8)], 8)
+    model(ids, attn_mask=mask).sum().backward()
+    assert model.head.weight.grad.abs().sum() > 0
+    assert model.base.tok_emb.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("arch", ["gpt", "llama", "bert"])
+@pytest.mark.parametrize("kind", ["scalar", "value"])
+def test_head_checkpoint_round_trip(tmp_path, arch, kind):
+    model = HeadModel(base(arch), kind).eval()
+    with torch.no_grad():
+        model.head.bias.fill_(0.25)
+    meta = weights_metadata(model)
+    assert meta["lmforge_head"] == kind and meta["lmforge_arch"] == arch
+    assert arch_of(model) == arch and config_to_dict(model) == config_to_dict(model.base.config)
+    assert json.loads(meta["lmforge_model_config"]) == config_to_dict(model.config)
+    path = save_model(model, tmp_path / "rm")
+    with safe_open(str(path), framework="pt") as f:
+        assert f.metadata()["lmforge_head"] == kind
+    loaded = load_model(path).eval()
+    assert head_kind(loaded) == kind
+    ids = torch.randint(0, 61, (2, 6))
+    torch.testing.assert_close(loaded(ids), model(ids), atol=0, rtol=0)
+    # Only the base (initialise a policy from a reward model): the same base weights.
+    plain = load_model(path, head=False).eval()
+    assert head_kind(plain) is None
+    sd = model.base.state_dict()
+    assert all(torch.equal(v, sd[k]) for k, v in plain.state_dict().items())
+    # The other kind on the same base: a fresh head (bias 0), the base weights kept.
+    other = "value" if kind == "scalar" else "scalar"
+    swapped = load_model(path, head=other)
+    assert head_kind(swapped) == other and torch.equal(swapped.head.bias, torch.zeros(1))
+    assert torch.equal(swapped.base.tok_emb.weight, model.base.tok_emb.weight)
+
+
+def test_plain_checkpoint_into_a_fresh_head_model(tmp_path):
+    b = base("gpt")
+    path = save_model(b, tmp_path / "base")
+    assert "lmforge_head" not in weights_metadata(b)
+    critic = load_model(path, head="value")
+    assert head_kind(critic) == "value"
+    assert torch.equal(critic.base.lm_head.weight, b.lm_head.weight)
+    assert critic.base.lm_head.weight is critic.base.tok_emb.weight  # still tied
+    # And by composition, without a file: the same thing.
+    assert WithValueHead(load_model(path)).base.config == b.config
+    with pytest.raises(LmforgeError, match="no head"):
+        load_model(path, head=True)
+    # A head checkpoint saved and reloaded keeps its base loadable as a plain model.
+    rm = save_model(WithScalarHead(b), tmp_path / "rm")
+    assert head_kind(load_model(rm, head=True)) == "scalar"
+
+
+@pytest.mark.parametrize(
+    "arch,kw", [("gpt", {}), ("llama", {}), ("llama", {"tie_embeddings": True})]
+)
+def test_resize_token_embeddings(tmp_path, arch, kw):
+    model = build_model(arch, {**SMALL, **kw}).eval()
+    ids = torch.randint(0, 61, (2, 9))
+    before, _ = model(ids)
+    old_emb = model.tok_emb.weight.detach().clone()
+    resize_token_embeddings(model, 64)
+    assert model.config.vocab_size == 64 and model.tok_emb.weight.shape == (64, 32)
+    assert model.lm_head.weight.shape == (64, 32)
+    assert (model.lm_head.weight is model.tok_emb.weight) == model.config.tie_embeddings
+    assert torch.equal(model.tok_emb.weight[:61], old_emb)
+    torch.testing.assert_close(model.tok_emb.weight[61:], old_emb.mean(0).expand(3, -1))
+    after, _ = model(torch.cat([ids, torch.tensor([[63], [62]])], dim=1))
+    assert after.shape == (2, 10, 64)
+    torch.testing.assert_close(after[:, :9, :61], before, atol=1e-5, rtol=0)
+    loaded = load_model(save_model(model, tmp_path / "m"))
+    assert loaded.config.vocab_size == 64
+
+
+def test_resize_bert_rnn_and_head_models():
+    bert = base("bert")
+    resize_token_embeddings(bert, 70)
+    assert bert.head_bias.shape == (70,) and bert(torch.tensor([[69, 1]]))[0].shape == (1, 2, 70)
+    rnn = base("rnn")
+    resize_token_embeddings(rnn, 65)
+    assert rnn(torch.tensor([[64, 1]]))[0].shape == (1, 2, 65)
+    rm = WithScalarHead(base("gpt"))
+    resize_token_embeddings(rm, 66)
+    assert rm.config.vocab_size == 66 and rm(torch.tensor([[65, 3]])).shape == (1,)
