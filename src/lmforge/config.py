@@ -227,10 +227,23 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     p = Path(path)
     if not p.is_file():
         raise LmforgeError(f"{p}: no such config file")
+    raw = p.read_bytes()
+    if b"\x00" in raw[:4096]:
+        raise LmforgeError(
+            f"{p}: is binary or UTF-16, not a UTF-8 YAML file; save it as UTF-8 "
+            f"(e.g. `iconv -f utf-16 -t utf-8 {p} > {p.stem}.utf8{p.suffix}`)"
+        )
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        from .common import not_utf8_error
+
+        raise not_utf8_error(p, raw, e.start) from None
+    try:
+        data = yaml.safe_load(text) or {}
     except yaml.YAMLError as e:
-        raise LmforgeError(f"{p}: not valid YAML ({e})") from None
+        msg = " ".join(str(e).split())
+        raise LmforgeError(f"{p}: not valid YAML ({msg})") from None
     if not isinstance(data, dict):
         raise LmforgeError(f"{p}: expected a mapping of field: value at the top level")
     return data

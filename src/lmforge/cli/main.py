@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import pkgutil
 import sys
@@ -10,6 +11,29 @@ import traceback
 
 from lmforge import __version__
 from lmforge.common import LmforgeError, set_quiet
+
+# What to do about an OS error, by errno: the line names the path and the fix.
+_OS_HINTS = {
+    errno.EACCES: "no permission; check the path's permissions or choose another location",
+    errno.EPERM: "not permitted; check the path's permissions or choose another location",
+    errno.EROFS: "the file system is read-only; choose another location",
+    errno.ENOSPC: "the disk is full; free some space or write somewhere else",
+    errno.EDQUOT: "the disk quota is exceeded; free some space or write somewhere else",
+    errno.EEXIST: "it already exists; choose another path",
+    errno.EISDIR: "it is a folder, a file was expected; choose a file path",
+    errno.ENOTDIR: "a part of the path is a file, not a folder; choose another path",
+    errno.ENOENT: "no such file or folder; check the path",
+    errno.ENAMETOOLONG: "the name is too long; choose a shorter path",
+}
+
+
+def os_error_line(e: OSError) -> str:
+    """One line for an OSError that escaped a verb: the path, what happened, what to do."""
+    where = e.filename if e.filename is not None else ""
+    if e.filename2 is not None:
+        where = f"{where} -> {e.filename2}"
+    what = _OS_HINTS.get(e.errno) or (e.strerror or type(e).__name__).lower()
+    return f"{where}: {what}" if where else f"{e.strerror or e}: {what}"
 
 
 def _verb_modules():
@@ -71,6 +95,20 @@ def main(argv: list[str] | None = None) -> None:
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(0)
+    except OSError as e:  # after BrokenPipeError, which is one
+        if debug:
+            traceback.print_exc()
+        print(f"lmforge: error: {os_error_line(e)}", file=sys.stderr)
+        sys.exit(2)
+    except MemoryError:
+        if debug:
+            traceback.print_exc()
+        print(
+            "lmforge: error: out of memory; use a smaller model, batch or --seq-len "
+            "(`lmforge model info` estimates a model's memory)",
+            file=sys.stderr,
+        )
+        sys.exit(2)
     sys.exit(rc or 0)
 
 

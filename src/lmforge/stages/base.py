@@ -5,7 +5,9 @@ tokenizer through `load_run`, a new optimizer, step 0, the parent recorded in
 every checkpoint's trainer state) or continues itself (`--resume`: the run's own
 latest checkpoint, bitwise). It writes one run folder (`lmforge.runs.layout`).
 `StageConfig` holds the fields every stage has; `start_stage` does the checks
-that come before anything is built.
+that come before anything is built. `--resume` of a run whose budget
+(`--max-steps`, `--max-tokens`, `--max-time`) is already spent is complete: the
+stage says so and returns without writing anything.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from ..config import field_
 from ..runs import Run, RunLayout, load_run, parent_record
 from ..runs.checkpoint import Checkpoint, find_resume_checkpoint, list_checkpoints
 from ..train.config import TrainConfig
+from ..train.loop import TrainResult, budget_spent, state_counters
 
 
 @dataclass
@@ -50,6 +53,21 @@ class StageStart:
     resume: Checkpoint | None
     parent: Run | None
     parent_info: dict[str, Any] | None  # recorded in trainer state (kept across resumes)
+    complete: str | None = None  # `--resume` of a run whose budget is already spent: which
+
+    def completed_result(self) -> TrainResult:
+        """What the finished run reached, from its checkpoint (nothing is trained or written)."""
+        st = state_counters(self.resume.state)
+        return TrainResult(
+            step=st.step,
+            tokens_seen=st.tokens_seen,
+            elapsed_s=st.elapsed_s,
+            train_loss=None,
+            best_val_loss=st.best_val_loss,
+            stop_reason=self.complete or "complete",
+            checkpoint=self.resume.path,
+            nan_skipped=st.nan_skipped,
+        )
 
 
 def start_stage(cfg: StageConfig, *, resume: bool, need: str | None = None) -> StageStart:
@@ -71,7 +89,8 @@ def start_stage(cfg: StageConfig, *, resume: bool, need: str | None = None) -> S
                 f"{out}: was made by `lmforge import hf` and has no training to resume; start a "
                 f"new run from it with --from {out}"
             )
-        return StageStart(ckpt, None, ckpt.state.get("parent"))
+        done = budget_spent(state_counters(ckpt.state), cfg)
+        return StageStart(ckpt, None, ckpt.state.get("parent"), complete=done)
     if not cfg.init_from:
         return StageStart(None, None, None)
     parent = load_run(cfg.init_from, need=need)

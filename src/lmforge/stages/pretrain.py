@@ -102,6 +102,13 @@ def pretrain(cfg: PretrainConfig, *, resume: bool = False) -> TrainResult:
     ckpt = start.resume
     if ckpt is not None:
         _check_resume_matches(ckpt, tok.hash, arch, mcfg)
+    if start.complete is not None:
+        step = start.resume.step
+        print0(
+            f"pretrain: {out} is complete (step {step}, {start.complete} reached); nothing to "
+            "do — raise --max-steps (or --max-tokens / --max-time) to train further"
+        )
+        return start.completed_result()
 
     ctx = D.init_distributed(cfg.device, cfg.parallel)
     if cfg.threads:

@@ -112,7 +112,12 @@ def _progress_fraction(st: _State, cfg: TrainConfig) -> float:
     return min(max(parts), 1.0)
 
 
-def _budget_spent(st: _State, cfg: TrainConfig) -> str | None:
+def budget_spent(st: Any, cfg: TrainConfig) -> str | None:
+    """Which budget (`max_steps`, `max_tokens`, `max_time`) a run at `st` has used up, if any.
+
+    `st` has `step`, `tokens_seen` and `elapsed_s` (the loop's counters, or a
+    checkpoint's trainer state read by `state_counters`).
+    """
     if cfg.max_steps and st.step >= cfg.max_steps:
         return "max_steps"
     if cfg.max_tokens and st.tokens_seen >= cfg.max_tokens:
@@ -120,6 +125,11 @@ def _budget_spent(st: _State, cfg: TrainConfig) -> str | None:
     if cfg.max_time and st.elapsed_s >= cfg.max_time:
         return "max_time"
     return None
+
+
+def state_counters(trainer_state: dict[str, Any]) -> _State:
+    """The loop's counters as a checkpoint's trainer_state.json recorded them."""
+    return _State.from_json(trainer_state)
 
 
 def _scale_and_clip(params: list[nn.Parameter], scale: torch.Tensor, max_norm: float):
@@ -270,7 +280,7 @@ def train(
     call_hooks(hooks, "on_start", view)
     bar = progress(total=cfg.max_steps, desc=desc, unit="step")
     bar.update(st.step)
-    stop = _budget_spent(st, cfg)
+    stop = budget_spent(st, cfg)
     model.train()
     try:
         while stop is None:
@@ -359,7 +369,7 @@ def train(
                     "or raise --warmup, then --resume"
                 )
 
-            stop = _budget_spent(st, cfg)
+            stop = budget_spent(st, cfg)
 
             # --- log ------------------------------------------------------------------
             rec = None
