@@ -32,9 +32,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..common import ConfigError, LmforgeError
+    from ..common import ConfigError
     from ..config import build_config, overrides_from_args, read_yaml
     from ..runs import RunLayout
+    from ..stages.base import import_not_resumable
     from ..stages.pretrain_config import PretrainConfig
 
     overrides = overrides_from_args(args)
@@ -45,11 +46,8 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError("out", "--resume needs --out RUN, the run folder to continue")
         saved = RunLayout(out).config
         if saved.is_file():
-            if "imported_from" in read_yaml(saved):
-                raise LmforgeError(
-                    f"{out}: was made by `lmforge import hf` and has no training to resume; "
-                    f"start a new run from it with --from {out}"
-                )
+            if "imported_from" in read_yaml(saved):  # not a PretrainConfig: say why first
+                raise import_not_resumable(out)
             yaml_path = saved
     cfg = build_config(PretrainConfig, yaml_path=yaml_path, overrides=overrides)
 

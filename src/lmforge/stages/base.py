@@ -85,10 +85,7 @@ def start_stage(cfg: StageConfig, *, resume: bool, need: str | None = None) -> S
         )
     if ckpt is not None:
         if ckpt.state.get("stage") == "import":
-            raise LmforgeError(
-                f"{out}: was made by `lmforge import hf` and has no training to resume; start a "
-                f"new run from it with --from {out}"
-            )
+            raise import_not_resumable(out)
         done = budget_spent(state_counters(ckpt.state), cfg)
         return StageStart(ckpt, None, ckpt.state.get("parent"), complete=done)
     if not cfg.init_from:
@@ -97,6 +94,14 @@ def start_stage(cfg: StageConfig, *, resume: bool, need: str | None = None) -> S
     if RunLayout(out).root.resolve() in Path(cfg.init_from).resolve().parents:
         raise ConfigError("out", f"{out} contains the parent run {cfg.init_from}; choose another")
     return StageStart(None, parent, parent_record(parent))
+
+
+def import_not_resumable(run: str | Path) -> LmforgeError:
+    """The error for `--resume` of a run made by `lmforge import hf` (it has no training)."""
+    return LmforgeError(
+        f"{run}: was made by `lmforge import hf` and has no training to resume; start a new "
+        f"run from it with --from {run}"
+    )
 
 
 def check_parent_tokenizer(parent: Run, tok_hash: str, data: str) -> None:

@@ -60,6 +60,11 @@ def model_config_for(cfg: PretrainConfig, tokenizer_vocab: int) -> tuple[str, An
             check()
         except ConfigError as e:
             raise ConfigError(f"model.{e.field}", str(e).split(": ", 1)[-1]) from None
+    return arch, mcfg
+
+
+def checked_seq_len(cfg: PretrainConfig, mcfg: Any) -> int:
+    """The training sequence length: --seq-len, or the model's context; never above it."""
     seq_len = cfg.seq_len or mcfg.block_size
     if seq_len > mcfg.block_size:
         raise ConfigError(
@@ -67,7 +72,7 @@ def model_config_for(cfg: PretrainConfig, tokenizer_vocab: int) -> tuple[str, An
             f"{seq_len} is above the model's context block_size={mcfg.block_size}; "
             f"lower --seq-len or raise --model.block-size",
         )
-    return arch, mcfg
+    return seq_len
 
 
 def pretrain(cfg: PretrainConfig, *, resume: bool = False) -> TrainResult:
@@ -94,11 +99,7 @@ def pretrain(cfg: PretrainConfig, *, resume: bool = False) -> TrainResult:
             f"{cfg.data}: the tokenizer has no <|mask|> token, which a masked LM needs; "
             "retrain it with `lmforge tokenizer train` and prepare the data again"
         )
-    seq_len = cfg.seq_len or mcfg.block_size
-    if seq_len > mcfg.block_size:
-        raise ConfigError(
-            "seq_len", f"{seq_len} is above the model's context block_size={mcfg.block_size}"
-        )
+    seq_len = checked_seq_len(cfg, mcfg)  # whichever way the model config came
     ckpt = start.resume
     if ckpt is not None:
         _check_resume_matches(ckpt, tok.hash, arch, mcfg)
