@@ -16,7 +16,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "lmforge"
 
 LAYERS: list[tuple[str, ...]] = [
     ("common",),
-    ("config",),
+    ("config", "outputs"),
     ("tokenizers",),
     ("ngram", "models"),
     ("data", "inference", "runs"),

@@ -157,7 +157,7 @@ def test_failed_train_leaves_the_old_tokenizer_intact(bpe_dir, tmp_path):
     bad = tmp_path / "docs.jsonl"
     bad.write_text('{"text": "fine"}\nnot json\n')
     before = {p.name: p.read_bytes() for p in bpe_dir.iterdir()}
-    r = run_lmforge("tokenizer", "train", "--input", bad, "--out", bpe_dir)
+    r = run_lmforge("tokenizer", "train", "--input", bad, "--out", bpe_dir, "--force")
     assert_clean_error(r, "docs.jsonl:2")
     assert {p.name: p.read_bytes() for p in bpe_dir.iterdir()} == before
     assert not [p for p in bpe_dir.parent.iterdir() if p.name.startswith(".")]

@@ -12,12 +12,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import assert_clean_error, run_lmforge
+from conftest import assert_clean_error, run_lmforge_inprocess
 
 from lmforge.common import LmforgeError
 from lmforge.data.world import FAMILIES, SIZES, WorldConfig, build_world, check
 from lmforge.data.world import build as build_module
 from lmforge.data.world.config import COUNT_FIELDS
+from lmforge.data.world.tasks import DEFAULT_HELDOUT_TASKS
 
 # A world small enough to build twice in well under a second.
 TINY = dict(
@@ -29,6 +30,7 @@ TINY = dict(
     val_per_family=10,
     test_per_family=20,
     dialogues_train=60,
+    dialogues_val=10,
     dialogues_test=20,
     preferences_train=90,
     preferences_val=20,
@@ -43,6 +45,10 @@ def _tiny(out: Path, seed: int = 0, **kw) -> WorldConfig:
 
 def _jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+SEEN = [name for name in FAMILIES if name not in DEFAULT_HELDOUT_TASKS]
+INSTRUCTION_FILES = ("train", "val", "test", "heldout_templates", "heldout_tasks")
 
 
 def _hashes(folder: Path) -> dict[str, str]:
@@ -66,7 +72,8 @@ def test_same_seed_is_byte_identical_and_other_seed_differs(tmp_path):
     build_world(_tiny(tmp_path / "b", seed=7))
     build_world(_tiny(tmp_path / "c", seed=8))
     a, b, c = (_hashes(tmp_path / x) for x in "abc")
-    assert len(a) == 18 and a == b
+    assert len(a) == 21 and a == b
+    assert {"instructions/heldout_tasks.jsonl", "dialogues/val.jsonl", "README.md"} <= set(a)
     assert set(a) == set(c)
     # Every generated file changes with the seed (labels.json are fixed metadata).
     differ = {k for k in a if a[k] != c[k]}
@@ -85,6 +92,12 @@ def test_manifest_describes_every_file(world):
     for name, info in manifest["families"].items():
         assert info["records"]["train"] == sum(r["task"] == name for r in train)
         assert info["heldout_templates"] == list(FAMILIES[name].heldout_templates)
+        assert info["heldout_task"] == (name in DEFAULT_HELDOUT_TASKS)
+    assert manifest["heldout_tasks"] == list(DEFAULT_HELDOUT_TASKS) == ["comparing"]
+    assert manifest["files"]["instructions/heldout_tasks.jsonl"]["records"] == 150
+    readme = (world / "README.md").read_text(encoding="utf-8")
+    assert "Held-out task families: comparing." in readme
+    assert "| comparing | yes | no | 1, 2, 3 | 0 | 0 | 0 | 0 | 150 |" in readme
     assert not list(world.parent.glob(".*building*")), "temporary folder left behind"
 
 
@@ -133,26 +146,29 @@ def _user_prompts(rows: list[dict]) -> set[str]:
 
 
 def test_instruction_records_follow_the_schema(world):
-    for name in ("train", "val", "test", "heldout_templates"):
+    for name in INSTRUCTION_FILES:
         for r in _jsonl(world / "instructions" / f"{name}.jsonl"):
             assert [m["role"] for m in r["messages"]] == ["user", "assistant"]
             fam = FAMILIES[r["task"]]
             assert r["difficulty"] in fam.difficulties
             assert r["answer_type"] in fam.answer_types
             assert isinstance(r["answer"], str) and r["answer"]
+            assert r["heldout_task"] is (name == "heldout_tasks")
             if r["answer_type"] == "choice":
                 assert r["answer"] in r["choices"]
             target = r["messages"][1]["content"]
             if r["cot"]:
-                assert r["task"] == "word_problem"
+                assert fam.has_cot
                 assert target.splitlines()[-1] == f"Answer: {r['answer']}"
                 assert len(target.splitlines()) >= 2 + r["difficulty"] - 1
             else:
                 assert target == r["answer"]
 
 
-def test_word_problems_come_as_cot_and_direct_pairs(world):
-    rows = [r for r in _jsonl(world / "instructions" / "test.jsonl") if r["task"] == "word_problem"]
+@pytest.mark.parametrize("family", ["word_problem", "multi_step", "fact_chain"])
+def test_reasoning_families_come_as_cot_and_direct_pairs(world, family):
+    assert FAMILIES[family].has_cot
+    rows = [r for r in _jsonl(world / "instructions" / "test.jsonl") if r["task"] == family]
     by_problem: dict[str, list[dict]] = {}
     for r in rows:
         by_problem.setdefault(r["problem_id"], []).append(r)
@@ -160,19 +176,34 @@ def test_word_problems_come_as_cot_and_direct_pairs(world):
     for pair in by_problem.values():
         assert sorted(r["cot"] for r in pair) == [False, True]
         assert len({r["template"] for r in pair}) == 1 and len({r["answer"] for r in pair}) == 1
+        cot, direct = sorted(pair, key=lambda r: not r["cot"])
+        assert cot["messages"][0]["content"].endswith("\nLet's think step by step.")
+        assert direct["messages"][0]["content"].startswith(
+            cot["messages"][0]["content"].rsplit("\n", 1)[0] + "\nReply with just the "
+        )
+    if family != "word_problem":  # difficulty = steps: one reasoning line per step
+        for r in rows:
+            if r["cot"]:
+                assert len(r["messages"][1]["content"].splitlines()) == r["difficulty"] + 1
 
 
-def test_every_family_is_present_in_every_split(world):
+def test_every_seen_family_is_in_every_split_and_heldout_ones_only_apart(world):
     for name in ("train", "val", "test", "heldout_templates"):
         tasks = {r["task"] for r in _jsonl(world / "instructions" / f"{name}.jsonl")}
-        assert tasks == set(FAMILIES), name
+        assert tasks == set(SEEN), name
+    held = _jsonl(world / "instructions" / "heldout_tasks.jsonl")
+    assert {r["task"] for r in held} == set(DEFAULT_HELDOUT_TASKS)
+    assert len(held) == 150 and {r["difficulty"] for r in held} == {1, 2, 3}
+    assert {r["template"] for r in held} <= set(FAMILIES["comparing"].templates)
 
 
 def test_splits_never_share_an_example(world):
     files = {n: _jsonl(world / "instructions" / f"{n}.jsonl") for n in ("train", "val", "test")}
     held = _jsonl(world / "instructions" / "heldout_templates.jsonl")
+    tasks = _jsonl(world / "instructions" / "heldout_tasks.jsonl")
     prompts = {n: _user_prompts(rows) for n, rows in files.items()}
     prompts["heldout"] = _user_prompts(held)
+    prompts["heldout_tasks"] = _user_prompts(tasks)
     names = list(prompts)
     for i, a in enumerate(names):
         for b in names[i + 1 :]:
@@ -181,6 +212,22 @@ def test_splits_never_share_an_example(world):
     assert not ids["train"] & ids["test"] and not ids["train"] & ids["val"]
     assert not ids["val"] & ids["test"]
     assert {r["problem_id"] for r in held} == ids["test"]
+    task_ids = {r["problem_id"] for r in tasks}
+    assert len(task_ids) == len(tasks) and not task_ids & set().union(*ids.values())
+
+
+def test_heldout_family_is_nowhere_a_model_trains(world):
+    """Not in train/val, the preference pairs, or (as its Q&A lines) the pretraining text."""
+    for name in ("train", "val"):
+        rows = _jsonl(world / "instructions" / f"{name}.jsonl")
+        assert not {r["task"] for r in rows} & set(DEFAULT_HELDOUT_TASKS), name
+    prefs = _jsonl(world / "preferences" / "train.jsonl") + _jsonl(
+        world / "preferences" / "val.jsonl"
+    )
+    assert {r["task"] for r in prefs} == set(SEEN) and not any(r["heldout_task"] for r in prefs)
+    text = (world / "pretrain" / "train.txt").read_text(encoding="utf-8")
+    assert "Question: Which is bigger" not in text and ": which is greater?" not in text
+    assert "Question: Sort these" in text  # puzzles of the seen families still are
 
 
 def test_test_problems_are_not_in_train_by_content(world):
@@ -209,6 +256,26 @@ def test_test_problems_are_not_in_train_by_content(world):
     test_subjects = {(s, frozenset(c)) for s, c in facts(test)}
     train_subjects = {(s, frozenset(c)) for s, c in facts(train)}
     assert test_subjects and not test_subjects & train_subjects
+
+    # Multi-step arithmetic by its computation (read off the worked lines), fact chains by
+    # the question itself, whatever template wraps it.
+    def steps(rows):
+        return {
+            tuple(re.findall(r"(\d+) ([-+*]) (\d+) =", r["messages"][1]["content"]))
+            for r in rows
+            if r["task"] == "multi_step" and r["cot"]
+        }
+
+    def chains(rows):
+        out = set()
+        for r in rows:
+            if r["task"] == "fact_chain":
+                m = re.search(r"(?:Who|What|In which|How) [^?]*\?", r["messages"][0]["content"])
+                out.add(m.group(0))
+        return out
+
+    assert steps(test) and not steps(test) & steps(train)
+    assert chains(test) and not chains(test) & chains(train)
     # Test arithmetic never appears in the pretraining text either.
     text = (world / "pretrain" / "train.txt").read_text(encoding="utf-8")
     syms = {"add": "+", "sub": "-", "mul": "*"}
@@ -258,11 +325,20 @@ def test_preference_pairs_have_graded_margins(world):
 
 def test_dialogues_depend_on_earlier_turns(world):
     train = _jsonl(world / "dialogues" / "train.jsonl")
+    val = _jsonl(world / "dialogues" / "val.jsonl")
     test = _jsonl(world / "dialogues" / "test.jsonl")
-    assert len(train) == 600 and len(test) == 150
-    assert not {r["problem_id"] for r in train} & {r["problem_id"] for r in test}
+    assert len(train) == 600 and len(val) == 60 and len(test) == 150
+    splits = [train, val, test]
+    for i, a in enumerate(splits):
+        for b in splits[i + 1 :]:
+            assert not {r["problem_id"] for r in a} & {r["problem_id"] for r in b}
+            users = {tuple(m["content"] for m in r["messages"] if m["role"] == "user") for r in a}
+            assert not users & {
+                tuple(m["content"] for m in r["messages"] if m["role"] == "user") for r in b
+            }
+    assert {r["subtask"] for r in val} == {r["subtask"] for r in train}
     kinds = set()
-    for r in train + test:
+    for r in train + val + test:
         roles = [m["role"] for m in r["messages"]]
         assert roles[0] == "system" and roles[-1] == "assistant"
         assert roles.count("user") >= 2
@@ -300,6 +376,50 @@ def test_count_overrides_and_config_fields():
     assert cfg.counts()["people"] == 33
     assert cfg.counts()["pretrain_chars"] >= 20_000_000
     assert SIZES["large"]["pretrain_chars"] > SIZES["medium"]["pretrain_chars"]
+
+
+def test_heldout_tasks_can_be_chosen(tmp_path):
+    out = tmp_path / "w"
+    manifest = build_world(_tiny(out, heldout_tasks=["sorting", "multi_step"]))
+    assert manifest["heldout_tasks"] == ["multi_step", "sorting"]  # registry order
+    held = _jsonl(out / "instructions" / "heldout_tasks.jsonl")
+    # Test-sized: 20 problems each; multi-step ones come as CoT and direct.
+    assert sum(r["task"] == "sorting" for r in held) == 20
+    assert sum(r["task"] == "multi_step" for r in held) == 40
+    for name in ("train", "val", "test", "heldout_templates"):
+        tasks = {r["task"] for r in _jsonl(out / "instructions" / f"{name}.jsonl")}
+        assert tasks == set(FAMILIES) - {"sorting", "multi_step"}, name
+    prefs = _jsonl(out / "preferences" / "train.jsonl")
+    assert not {r["task"] for r in prefs} & {"sorting", "multi_step"}
+    text = (out / "pretrain" / "train.txt").read_text(encoding="utf-8")
+    assert "Question: Sort these" not in text and "Question: Put in ascending" not in text
+    for r in held:
+        assert check(r, r["messages"][-1]["content"]) == 1.0
+
+    # "none": no family is held out, the file exists and is empty.
+    manifest = build_world(_tiny(tmp_path / "none", heldout_tasks=["none"]))
+    assert manifest["heldout_tasks"] == []
+    assert manifest["files"]["instructions/heldout_tasks.jsonl"]["records"] == 0
+    assert manifest["families"]["comparing"]["records"]["train"] == 60
+
+    with pytest.raises(LmforgeError, match="heldout_tasks.*unknown family 'nosuch'"):
+        build_world(_tiny(tmp_path / "bad", heldout_tasks=["nosuch"]))
+    with pytest.raises(LmforgeError, match="heldout_tasks.*every family"):
+        build_world(_tiny(tmp_path / "bad", heldout_tasks=list(FAMILIES)))
+    assert not (tmp_path / "bad").exists()
+
+    flags = [f"--{k.replace('_', '-')}={v}" for k, v in TINY.items()]
+    r = run_lmforge_inprocess(
+        "world", "--out", tmp_path / "cli", *flags, "--heldout-tasks", "topic,facts", "--quiet"
+    )
+    assert r.returncode == 0, r.stderr
+    manifest = json.loads((tmp_path / "cli" / "manifest.json").read_text())
+    assert manifest["heldout_tasks"] == ["facts", "topic"]
+    assert_clean_error(
+        run_lmforge_inprocess("world", "--out", tmp_path / "x", "--heldout-tasks", "sortng"),
+        "heldout_tasks",
+        "sortng",
+    )
 
 
 def test_out_folder_is_never_damaged(tmp_path, monkeypatch):
@@ -357,12 +477,12 @@ def test_cli_builds_and_prints_a_summary(tmp_path):
     assert "pretrain text" in r.stdout and "instructions/train.jsonl" in r.stdout
     build_world(_tiny(tmp_path / "same", seed=3))
     assert _hashes(tmp_path / "w") == _hashes(tmp_path / "same")
-    assert_clean_error(
-        run_lmforge("world", "--out", tmp_path / "w", *flags), "not empty", "--force"
-    )
-    assert_clean_error(run_lmforge("world", "--out", tmp_path / "x", "--size", "huge"), "size")
-    assert_clean_error(run_lmforge("world"), "out")
-    assert_clean_error(run_lmforge("world", "--out", tmp_path / "x", "--people", "2"), "people")
+    # The error paths need no fresh interpreter.
+    run = run_lmforge_inprocess
+    assert_clean_error(run("world", "--out", tmp_path / "w", *flags), "not empty", "--force")
+    assert_clean_error(run("world", "--out", tmp_path / "x", "--size", "huge"), "size")
+    assert_clean_error(run("world"), "out")
+    assert_clean_error(run("world", "--out", tmp_path / "x", "--people", "2"), "people")
 
 
 @pytest.mark.slow

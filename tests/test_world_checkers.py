@@ -69,6 +69,10 @@ def test_generated_answers_pass_and_corrupted_answers_fail(small_world, family):
             assert check(r, other) == 0.0
             assert check(r, f"{r['answer']} or {other}") == 0.0, "hedging earns nothing"
             assert check(r, f"It is {r['answer'].upper()}.") == 1.0
+            if r["cot"]:
+                # The hops name other options on the way; only the marked answer counts.
+                lines = target.splitlines()
+                assert check(r, "\n".join([*lines[:-1], f"Answer: {other}"])) == 0.0
         else:
             assert check(r, _swapped(r["answer"])) == 0.0
             numeric = r["answer"].replace(", ", "").isdigit()

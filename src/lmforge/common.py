@@ -25,6 +25,10 @@ class LmforgeError(Exception):
     """
 
 
+class Interrupted(LmforgeError):
+    """Training stopped by SIGINT/SIGTERM at a step boundary, after saving (the CLI exits 130)."""
+
+
 class ConfigError(LmforgeError):
     """An invalid configuration value; the message names the field."""
 
@@ -190,8 +194,12 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     tmp = p.with_name(p.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, p)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, p)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full disk must not leave the half file behind
+        raise
 
 
 def replace_folder(tmp: str | Path, out: str | Path) -> None:
@@ -342,13 +350,77 @@ def progress(
     """A tqdm bar with rate and ETA; silent when not a terminal, with --quiet, or off rank 0."""
     from tqdm.auto import tqdm
 
-    disable = _QUIET or not sys.stderr.isatty() or not is_main_process()
+    if _QUIET or not is_main_process():
+        return tqdm(iterable, total=total, disable=True)
+    if not sys.stderr.isatty():
+        # A log file or CI: no bar redraws, but a plain line every so often so that a
+        # long run is visibly alive.
+        return PlainProgress(iterable, total=total, desc=desc, unit=unit)
     return tqdm(
         iterable,
         total=total,
         desc=desc,
         unit=unit,
         unit_scale=True,
-        disable=disable,
         dynamic_ncols=True,
     )
+
+
+class PlainProgress:
+    """The part of tqdm's interface lmforge uses, as one stderr line every `interval` s.
+
+    `LMFORGE_PROGRESS_SECONDS` sets the interval (default 30).
+    """
+
+    def __init__(
+        self,
+        iterable: Iterable | None = None,
+        *,
+        total: int | None = None,
+        desc: str = "",
+        unit: str = "it",
+        interval: float | None = None,
+    ):
+        import time
+
+        self.iterable, self.total, self.desc, self.unit = iterable, total, desc, unit
+        if interval is None:
+            interval = float(os.environ.get("LMFORGE_PROGRESS_SECONDS", "30"))
+        self.interval = interval
+        self.n = 0
+        self.postfix = ""
+        self.disable = True  # no bar is drawn (so Rust trainers draw none either)
+        self._clock = time.monotonic
+        self._t0 = self._last = self._clock()
+
+    def __iter__(self):
+        for item in self.iterable:
+            yield item
+            self.update(1)
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+        now = self._clock()
+        if now - self._last >= self.interval:
+            self._last = now
+            self._print(now)
+
+    def set_postfix(self, refresh: bool = True, **kw: Any) -> None:
+        self.postfix = ", ".join(f"{k}={v}" for k, v in kw.items())
+
+    def __enter__(self) -> PlainProgress:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def _print(self, now: float) -> None:
+        done = f"{self.n:,}" + (f"/{self.total:,}" if self.total else "")
+        pct = f" ({100 * self.n / self.total:.0f}%)" if self.total else ""
+        dt = now - self._t0
+        rate = f", {self.n / dt:,.1f} {self.unit}/s" if dt > 0 else ""
+        extra = f", {self.postfix}" if self.postfix else ""
+        print(f"{self.desc}: {done} {self.unit}{pct}{rate}, {dt:,.0f} s{extra}", file=sys.stderr)
+
+    def close(self) -> None:
+        pass

@@ -1,4 +1,5 @@
-"""`lmforge eval lineage`: n-gram vs LSTM vs GPT vs LLaMA on one corpus under one time budget."""
+"""`lmforge eval`: `lineage` (n-gram vs LSTM vs GPT vs LLaMA on one corpus under one time
+budget) and `tasks` (a run's accuracy on task records, scored by their checkers)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         VERB,
         help="evaluations and comparisons of models",
-        description="Compare language models on held-out text.",
+        description="Compare language models on held-out text (lineage) or on tasks "
+        "with checkable answers (tasks).",
     )
     parser.set_defaults(help_parser=parser)
     sub = parser.add_subparsers(dest="eval_verb", metavar="SUBVERB")
@@ -31,6 +33,36 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_config_args(lin, LineageConfig)
     lin.set_defaults(func=run_lineage_cmd)
 
+    from ..eval.tasks import TaskEvalConfig
+
+    tasks = sub.add_parser(
+        "tasks",
+        help="accuracy of a run's model on task records (world instructions), by checker",
+        description="Generate an answer to every record of --data with RUN's model (the chat "
+        "template by default; --no-template for a base model: the problem's text and a "
+        "newline) and score it with the record's checker. Prints accuracy with counts and "
+        "95% Wilson intervals overall and per task family, difficulty, split (seen templates, "
+        "held-out templates, held-out tasks) and answer mode (CoT or direct). A --data file is FILE or FILE=LABEL: its "
+        "records' split (default seen; heldout_templates or heldout_task for the world's "
+        "heldout_templates.jsonl or heldout_tasks.jsonl). With --out "
+        "writes predictions.jsonl, results.json, results.md and accuracy.png there.",
+    )
+    tasks.add_argument("--run", required=True, help="run folder (pretrain, sft, import, ...)")
+    tasks.add_argument(
+        "--data", required=True, nargs="+", metavar="FILE[=LABEL]",
+        help="task JSONL files, e.g. WORLD/instructions/test.jsonl "
+        "WORLD/instructions/heldout_templates.jsonl",
+    )  # fmt: skip
+    tasks.add_argument("--step", type=int, help="checkpoint step to load (default: latest)")
+    tasks.add_argument("--out", help="folder for predictions, results and the plot")
+    tasks.add_argument(
+        "--force", action="store_true", help="replace an --out written by an earlier eval tasks"
+    )
+    tasks.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
+    tasks.add_argument("--config", metavar="YAML", help="TaskEvalConfig YAML (flags override it)")
+    add_config_args(tasks, TaskEvalConfig)
+    tasks.set_defaults(func=run_tasks_cmd)
+
 
 def run_lineage_cmd(args: argparse.Namespace) -> int:
     from ..config import build_config, overrides_from_args
@@ -42,4 +74,21 @@ def run_lineage_cmd(args: argparse.Namespace) -> int:
     result = run_lineage(cfg)
     print(markdown_table(result))
     print(f"wrote {cfg.out}/lineage.json, report.md and plots/")
+    return 0
+
+
+def run_tasks_cmd(args: argparse.Namespace) -> int:
+    from ..config import build_config, overrides_from_args
+    from ..eval.tasks import TaskEvalConfig
+    from ..eval.tasks_report import compare_results
+    from ..eval.tasks_run import run_task_eval
+
+    cfg = build_config(TaskEvalConfig, yaml_path=args.config, overrides=overrides_from_args(args))
+    result, about = run_task_eval(
+        args.run, args.data, cfg, step=args.step, out=args.out, force=args.force,
+        device=args.device,
+    )  # fmt: skip
+    print(compare_results({about["name"]: result}).to_markdown(), end="")
+    if args.out:
+        print(f"wrote {args.out}/predictions.jsonl, results.json, results.md, accuracy.png")
     return 0

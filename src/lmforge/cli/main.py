@@ -10,7 +10,7 @@ import sys
 import traceback
 
 from lmforge import __version__
-from lmforge.common import LmforgeError, set_quiet
+from lmforge.common import Interrupted, LmforgeError, set_quiet
 
 # What to do about an OS error, by errno: the line names the path and the fix.
 _OS_HINTS = {
@@ -34,6 +34,16 @@ def os_error_line(e: OSError) -> str:
         where = f"{where} -> {e.filename2}"
     what = _OS_HINTS.get(e.errno) or (e.strerror or type(e).__name__).lower()
     return f"{where}: {what}" if where else f"{e.strerror or e}: {what}"
+
+
+def resume_hint(argv: list[str]) -> str:
+    """How to continue an interrupted run: the same command line with --resume."""
+    import shlex
+
+    line = ["lmforge", *argv]
+    if "--resume" not in argv:
+        line.append("--resume")
+    return f"continue with: {shlex.join(line)}"
 
 
 def _verb_modules():
@@ -80,6 +90,9 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(0)
     try:
         rc = func(args)
+    except Interrupted as e:
+        print(f"lmforge: interrupted: {e}; {resume_hint(argv)}", file=sys.stderr)
+        sys.exit(130)
     except LmforgeError as e:
         if debug:
             traceback.print_exc()

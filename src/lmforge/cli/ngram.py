@@ -34,6 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="text files, folders of .txt files or globs",
     )
     train.add_argument("--out", required=True, metavar="MODEL", help="model file to write")
+    train.add_argument("--force", action="store_true", help="replace the file at --out")
     train.add_argument("--config", metavar="YAML", help="NgramConfig YAML (flags override it)")
     add_config_args(train, NgramConfig)
     train.set_defaults(func=run_train)
@@ -71,6 +72,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ex.add_argument("--model", required=True, metavar="MODEL", help="model file (.npz or ARPA)")
     ex.add_argument("--format", choices=("arpa", "npz"), default="arpa", help="output format")
     ex.add_argument("--out", required=True, metavar="FILE", help="file to write (.gz: gzip ARPA)")
+    ex.add_argument("--force", action="store_true", help="replace the file at --out")
     ex.set_defaults(func=run_export)
 
     info = sub.add_parser("info", help="counts per order, memory and discounts of a model")
@@ -95,6 +97,7 @@ def run_train(args: argparse.Namespace) -> int:
     from ..ngram.train import train_ngram
 
     cfg = build_config(NgramConfig, yaml_path=args.config, overrides=overrides_from_args(args))
+    _check_model_out(args, [("input", i) for i in args.input])
     model = train_ngram(cfg, args.input)
     path = save_model(model, args.out)
     t = model.meta["training"]
@@ -177,10 +180,17 @@ def run_export(args: argparse.Namespace) -> int:
     from ..ngram.arpa import write_arpa
     from ..ngram.files import load_model
 
+    _check_model_out(args, [("model", args.model)])
     model = load_model(args.model)
     path = write_arpa(model, args.out) if args.format == "arpa" else model.save(args.out)
     print(f"wrote {path} ({args.format}, {sum(model.ngram_counts()):,} n-grams)")
     return 0
+
+
+def _check_model_out(args: argparse.Namespace, inputs: list) -> None:
+    from ..outputs import check_out
+
+    check_out(args.out, force=args.force, made_here=None, what="file", inputs=inputs, is_file=True)
 
 
 def run_info(args: argparse.Namespace) -> int:

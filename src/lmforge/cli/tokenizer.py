@@ -36,6 +36,7 @@ def register(subparsers) -> None:
         help=".txt or .jsonl files (a `text` field), folders or globs",
     )
     train.add_argument("--out", required=True, help="folder to write the tokenizer to")
+    train.add_argument("--force", action="store_true", help="replace the tokenizer in --out")
     train.add_argument("--config", help="YAML file with TokenizerConfig fields (flags override)")
     add_config_args(train, TokenizerConfig)
     train.set_defaults(func=_train)
@@ -103,11 +104,18 @@ def _tokenizer_arg(parser: argparse.ArgumentParser) -> None:
 
 def _train(args: argparse.Namespace) -> int:
     from lmforge.config import build_config, overrides_from_args
-    from lmforge.tokenizers.train import TokenizerConfig, save_tokenizer_dir, train_tokenizer
+    from lmforge.tokenizers.train import (
+        TokenizerConfig,
+        check_tokenizer_out,
+        save_tokenizer_dir,
+        train_tokenizer,
+    )
 
     cfg = build_config(TokenizerConfig, yaml_path=args.config, overrides=overrides_from_args(args))
+    # Before training: a refused --out must not cost the training time.
+    check_tokenizer_out(args.out, force=args.force, inputs=[("input", i) for i in args.input])
     tok = train_tokenizer(cfg, args.input)
-    out = save_tokenizer_dir(tok, args.out)
+    out = save_tokenizer_dir(tok, args.out, force=args.force)
     print(f"wrote {out}/ ({tok.kind}, vocab size {tok.vocab_size:,})")
     return 0
 

@@ -60,6 +60,7 @@ import numpy as np
 from .. import __version__
 from ..common import ConfigError, LmforgeError, atomic_write_text, progress, replace_folder
 from ..config import save_config
+from ..outputs import check_out
 from ..tokenizers.corpus import split_pieces
 from ..tokenizers.pipeline import engine_threads
 from .prepare_config import PrepareConfig
@@ -104,7 +105,13 @@ def prepare(cfg: PrepareConfig) -> dict[str, Any]:
     cfg_out = Path(os.path.abspath(cfg.out))  # "." and "x/.." need a real name and parent
     if not cfg_out.name:
         raise ConfigError("out", f"{cfg.out!r} is a filesystem root; name a folder to create")
-    _check_out(cfg_out, cfg.overwrite)
+    check_out(
+        cfg_out,
+        force=cfg.force,
+        made_here=lambda p: (p / META_FILE).is_file(),
+        what="prepared data folder",
+        inputs=[("tokenizer", cfg.tokenizer), *(("input", i) for i in cfg.input)],
+    )
     tok = Tokenizer.load(cfg.tokenizer)
     if tok.eos_id is None:
         raise LmforgeError(
@@ -135,22 +142,6 @@ def prepare(cfg: PrepareConfig) -> dict[str, Any]:
 
 def _dumps(meta: dict[str, Any]) -> str:
     return json.dumps(meta, indent=2, ensure_ascii=False) + "\n"
-
-
-def _check_out(out: Path, overwrite: bool) -> None:
-    """Refuse to replace anything but an empty folder or (with overwrite) a prepared one."""
-    if not out.exists():
-        return
-    if not out.is_dir():
-        raise LmforgeError(f"{out}: exists and is not a folder; choose another --out")
-    if not any(out.iterdir()):
-        return
-    if not (out / META_FILE).is_file():
-        raise LmforgeError(
-            f"{out}: folder exists and is not an lmforge data folder; choose a new --out"
-        )
-    if not overwrite:
-        raise LmforgeError(f"{out}: already prepared; pass --overwrite to replace it")
 
 
 # ---------------------------------------------------------------------------

@@ -40,7 +40,9 @@ class PrepareConfig:
         0, help="tokenizer threads: 0 = all cores, 1 = single-threaded", min=0, max=1024
     )
     shard_tokens: int = field_(100_000_000, help="maximum tokens per shard file", min=1024)
-    overwrite: bool = field_(False, help="replace an existing prepared folder at --out")
+    force: bool = field_(
+        False, help="replace an existing prepared folder at --out", aliases=("--overwrite",)
+    )
 
     def validate(self) -> None:
         if not self.tokenizer:

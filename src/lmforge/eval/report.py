@@ -116,3 +116,80 @@ def write_pretrain_report(
     path = run / REPORT_FILE
     atomic_write_text(path, "\n".join(lines))
     return path
+
+
+def write_sft_report(
+    run_dir: str | Path,
+    *,
+    config: Any,
+    arch: str,
+    n_params: int,
+    result: Any,
+    stats: Any,
+    val_stats: Any,
+    rows_per_epoch: int,
+    seq_len: int,
+    data_summary: str,
+    parent: dict[str, Any] | None,
+    wall_s: float,
+) -> Path:
+    """Write RUN/report.md for an SFT run (atomically): what was trained on, and how far."""
+    run = Path(run_dir)
+    res = dataclasses.asdict(result)
+    val = res.get("val") or {}
+    packed = rows_per_epoch * seq_len
+    lines = [
+        f"# SFT report: {arch}",
+        "",
+        f"Fine-tuned from `{(parent or {}).get('run', '?')}` "
+        f"(step {(parent or {}).get('step', '?')}).",
+        "",
+        "## Result",
+        "",
+        _table(
+            [
+                ("parameters", n_params),
+                ("steps", res["step"]),
+                ("assistant tokens trained (all steps)", res["tokens_seen"]),
+                ("stopped by", res["stop_reason"]),
+                ("final train loss (per assistant token)", res["train_loss"]),
+                ("final validation loss", val.get("val_loss", "n/a")),
+                ("best validation loss", res.get("best_val_loss") or "n/a"),
+                ("training time (s)", res["elapsed_s"]),
+                ("this session's wall time (s)", wall_s),
+                ("throughput (assistant tokens/s, last window)", res.get("tok_per_s") or "n/a"),
+            ]
+        ),
+        "",
+        "![loss](plots/loss.png)",
+        "",
+        "## Data",
+        "",
+        _table(
+            [
+                ("conversations given", stats.conversations),
+                ("kept", stats.kept),
+                ("truncated (oldest turns dropped to fit)", stats.truncated),
+                ("dropped (last exchange longer than the context)", stats.dropped),
+                ("without an assistant turn (skipped)", stats.no_target),
+                ("tokens per epoch", stats.tokens),
+                ("assistant tokens per epoch (trained)", stats.targets),
+                ("packed rows per epoch", rows_per_epoch),
+                ("row length", seq_len),
+                ("row fill (tokens / row capacity)", stats.tokens / packed if packed else "n/a"),
+                ("validation conversations", val_stats.kept if val_stats else 0),
+            ]
+        ),
+        "",
+        "```text",
+        data_summary.strip(),
+        "```",
+        "",
+        "## Training config",
+        "",
+        _table(_flat(to_dict(config))),
+        "",
+    ]
+    path = run / REPORT_FILE
+    atomic_write_text(path, "\n".join(lines))
+    return path

@@ -40,7 +40,7 @@ def run_lineage(cfg: LineageConfig) -> dict[str, Any]:
 
     corpus = check_text_file(cfg.corpus)
     out = Path(cfg.out)
-    _claim_out(out, cfg.overwrite)
+    _claim_out(out, cfg.force, corpus)
     save_config(cfg, out / CONFIG_FILE)
     torch.set_num_threads(cfg.threads)
     tok, data = _prepare(cfg, corpus, out)
@@ -92,17 +92,14 @@ def run_lineage(cfg: LineageConfig) -> dict[str, Any]:
     return result
 
 
-def _claim_out(out: Path, overwrite: bool) -> None:
-    """Use `out` if empty; replace an earlier lineage run only with `overwrite`."""
-    if out.exists() and not out.is_dir():
-        raise LmforgeError(f"{out}: exists and is not a folder; choose another --out")
+def _claim_out(out: Path, force: bool, corpus: Path) -> None:
+    """Use `out` if empty; replace an earlier lineage run only with `force` (lmforge.outputs)."""
+    from ..outputs import check_out
+
+    check_out(
+        out, force=force, made_here=_is_lineage_run, what="lineage run", inputs=[("corpus", corpus)]
+    )
     if out.exists() and any(out.iterdir()):
-        if not _is_lineage_run(out):
-            raise LmforgeError(f"{out}: folder exists and is not a lineage run; choose a new --out")
-        if not overwrite:
-            raise LmforgeError(
-                f"{out}: already holds a lineage run; pass --overwrite to replace it"
-            )
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
 

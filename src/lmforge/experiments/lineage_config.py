@@ -52,7 +52,9 @@ class LineageConfig:
         min=1,
     )
     seed: int = field_(1337, help="seed of data order, initial weights and sampling")
-    overwrite: bool = field_(False, help="replace an existing lineage run at --out")
+    force: bool = field_(
+        False, help="replace an existing lineage run at --out", aliases=("--overwrite",)
+    )
 
     def validate(self) -> None:
         if not self.corpus:

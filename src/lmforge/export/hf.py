@@ -411,9 +411,17 @@ def _start_export(out, force: bool, tokenizer, vocab_size: int) -> tuple[Path, P
     return out, tmp
 
 
-def _check_out(out: Path, force: bool) -> None:
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
-        raise LmforgeError(f"{out}: already exists and is not empty; pass --force to replace it")
+def _check_out(out: Path, force: bool, inputs=()) -> None:
+    """The output policy (lmforge.outputs) for a Hugging Face model folder."""
+    from ..outputs import check_out
+
+    check_out(
+        out,
+        force=force,
+        made_here=lambda p: (p / "config.json").is_file(),
+        what="Hugging Face model folder",
+        inputs=inputs,
+    )
 
 
 def export_hf(
@@ -469,7 +477,7 @@ def export_run(
 
     # load_run checks the tokenizer against the weights (a swapped tokenizer/ would
     # otherwise export fine and generate nonsense in transformers).
-    _check_out(Path(out), force)  # before reading anything heavy
+    _check_out(Path(out), force, [("run", run)])  # before reading anything heavy
     opened = load_run(run, checkpoint=checkpoint)
     model, tokenizer = opened.model, opened.tokenizer
     if not isinstance(model, (GPT, BertMLM)):
@@ -507,7 +515,15 @@ def import_hf(src: str | Path, out: str | Path, *, force: bool = False) -> Path:
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise LmforgeError(f"{config_file}: not valid JSON ({e})") from None
     arch, cfg = from_hf_config(hf_config, str(config_file))
-    _check_out(out, force)
+    from ..outputs import check_out
+
+    check_out(
+        out,
+        force=force,
+        made_here=lambda p: RunLayout(p).made_by_lmforge(),
+        what="lmforge run",
+        inputs=[("source", src)],
+    )
     tokenizer = read_hf_tokenizer(src, hf_config)
     if tokenizer.vocab_size > cfg.vocab_size:
         raise LmforgeError(

@@ -4,6 +4,9 @@ Both sides store the pipeline as the same ``tokenizer.json`` (the ``tokenizers``
 library's format), so conversion is about the special tokens: lmforge records
 the role -> token mapping in ``lmforge.json`` (``special_tokens``), transformers
 in ``tokenizer_config.json`` / ``special_tokens_map.json`` (``bos_token``, ...).
+A tokenizer with chat role tokens also gets lmforge's ``chat_template``
+(`lmforge.tokenizers.chat.jinja_chat_template`), so ``apply_chat_template``
+renders conversations exactly as lmforge's SFT saw them.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from typing import Any
 
 from ..common import LmforgeError, atomic_write_text
 from ..tokenizers.base import TOKENIZER_FILE, Tokenizer
+from ..tokenizers.chat import CHAT_TOKENS, has_chat_tokens, jinja_chat_template
 
 # lmforge roles that transformers knows by name, and the chat roles that go to
 # additional_special_tokens.
@@ -31,10 +35,38 @@ def special_tokens(tok: Tokenizer) -> dict[str, str]:
     return out
 
 
+def _engine_with_special_roles(tok: Tokenizer, roles: dict[str, str]) -> Any:
+    """`tok`'s engine with every role token registered as a special added token.
+
+    Hugging Face splits special added tokens out of the text before normalizing
+    and pre-tokenizing it, which the chat template needs (``<|user|>`` must be one
+    id, not BPE pieces). lmforge-trained tokenizers and `add_special_tokens`
+    already register them; an imported tokenizer may hold one only as a vocabulary
+    entry. Ids never change (a string already in the vocabulary keeps its id).
+    """
+    from tokenizers import AddedToken
+    from tokenizers import Tokenizer as HFTokenizer
+
+    engine = tok.engine
+    special = {t.content for t in engine.get_added_tokens_decoder().values() if t.special}
+    missing = [t for t in dict.fromkeys(roles.values()) if t not in special]
+    if not missing:
+        return engine
+    copy = HFTokenizer.from_str(engine.to_str())
+    copy.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in missing])
+    moved = [t for t in missing if copy.token_to_id(t) != engine.token_to_id(t)]
+    if moved:  # a bug, not bad input: the mapping only names tokens the vocabulary has
+        raise RuntimeError(f"registering {moved} as special tokens changed their ids")
+    return copy
+
+
 def write_hf_tokenizer(tok: Tokenizer, folder: str | Path, model_max_length: int) -> dict[str, int]:
     """Write tokenizer.json, tokenizer_config.json and special_tokens_map.json into `folder`.
 
-    Returns {role: id} of bos/eos/pad/unk for the model's config files.
+    Role tokens are written as special added tokens; a tokenizer with all chat
+    role tokens gets ``chat_template`` in tokenizer_config.json (one without them
+    gets none: it cannot render a chat). Returns {role: id} of bos/eos/pad/unk for
+    the model's config files.
     """
     d = Path(folder)
     d.mkdir(parents=True, exist_ok=True)
@@ -51,7 +83,10 @@ def write_hf_tokenizer(tok: Tokenizer, folder: str | Path, model_max_length: int
         "clean_up_tokenization_spaces": False,
         **special_map,
     }
-    atomic_write_text(d / TOKENIZER_FILE, tok.engine.to_str(pretty=True))
+    if has_chat_tokens(tok):
+        config["chat_template"] = jinja_chat_template(tok)
+    engine = _engine_with_special_roles(tok, roles)
+    atomic_write_text(d / TOKENIZER_FILE, engine.to_str(pretty=True))
     atomic_write_text(d / "tokenizer_config.json", json.dumps(config, indent=2, ensure_ascii=False))
     atomic_write_text(
         d / "special_tokens_map.json", json.dumps(special_map, indent=2, ensure_ascii=False)
@@ -114,7 +149,13 @@ def read_hf_tokenizer(src: str | Path, model_config: dict[str, Any] | None = Non
                 text = engine.id_to_token(i)
                 if text is not None:
                     roles[role] = text
-    # Roles the source lacks map to None, so lmforge's default names are never guessed.
+    # Chat roles: the source's own tokens where it has ones named like lmforge's
+    # (its chat_template, if any, is not read: export writes lmforge's own).
+    for role, text in CHAT_TOKENS.items():
+        if engine.token_to_id(text) is not None:
+            roles.setdefault(role, text)
+    # Roles the source lacks map to None, so lmforge's default names are never guessed
+    # (`chat_token_ids` then says how to add the chat ones).
     mapping: dict[str, str | None] = {r: roles.get(r) for r in (*HF_ROLES, *EXTRA_ROLES)}
     meta = {"special_tokens": mapping, "source": str(d)}
     return Tokenizer(engine, "hf", meta)

@@ -300,9 +300,11 @@ class GPT(nn.Module):
         if cfg.pos == "rope":
             # Computed on the CPU in float32 (exactly as the reference does), then moved.
             device = self.tok_emb.weight.device
-            cos, sin = (
-                t.to(device) for t in rope_tables(cfg.head_dim, cfg.block_size, cfg.rope_theta)
-            )
+            if device.type == "meta":  # shapes only (model info, memory estimates)
+                cos = sin = torch.empty(cfg.block_size, cfg.head_dim, device=device)
+            else:
+                tables = rope_tables(cfg.head_dim, cfg.block_size, cfg.rope_theta)
+                cos, sin = (t.to(device) for t in tables)
             # (block_size, 1, hd): a slice broadcasts over heads as it is.
             self.register_buffer("rope_cos", cos[:, None], persistent=False)
             self.register_buffer("rope_sin", sin[:, None], persistent=False)

@@ -129,3 +129,29 @@ def format_info(name: str, info: dict[str, Any], published: float | None = None)
         serve += f", KV cache {_bytes(info['kv_cache_bytes_per_token_bf16'])}/token"
     lines.append(serve)
     return "\n".join(lines)
+
+
+def train_memory_estimate(arch: str, cfg: Any, batch_size: int, seq_len: int) -> dict[str, int]:
+    """A lower-bound estimate (bytes) of one process's memory to train, to refuse hopeless configs.
+
+    Weights, gradients and Adam moments (16 bytes/param), fp32 buffers (RoPE
+    tables, masks: these grow with `block_size`) and activations of one
+    micro-batch: per layer and token ``34 d + 5 h T`` 16-bit values (Korthikanti
+    et al. 2022, no recomputation), doubled for fp32, plus the logits.
+    """
+    import torch
+
+    with torch.device("meta"):
+        model = build_model(arch, cfg)
+    params = sum(p.numel() for p in model.parameters())
+    buffers = sum(b.numel() * b.element_size() for b in model.buffers())
+    d = int(getattr(cfg, "d_model", 0) or getattr(cfg, "d_hidden", 0) or 0)
+    h = int(getattr(cfg, "n_head", 1) or 1)
+    n_layer = int(getattr(cfg, "n_layer", 1) or 1)
+    vocab = int(getattr(cfg, "vocab_size", 0) or 0)
+    tokens = batch_size * seq_len
+    per_token_layer = 2 * (34 * d + 5 * h * seq_len)
+    activations = n_layer * tokens * per_token_layer + 3 * tokens * vocab * 4
+    out = {"weights_and_optimizer": 16 * params, "buffers": buffers, "activations": activations}
+    out["total"] = sum(out.values())
+    return out

@@ -210,9 +210,13 @@ class NgramModel:
             if n < self.order:
                 arrays[f"logbo{n}"] = self.logbo[n - 1]
         tmp = p.with_name(p.name + ".tmp")
-        with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, p)
+        try:
+            with open(tmp, "wb") as f:
+                np.savez(f, **arrays)
+            os.replace(tmp, p)
+        except BaseException:
+            tmp.unlink(missing_ok=True)  # a full disk or a folder at `p`: no .tmp left
+            raise
         return p
 
     @classmethod

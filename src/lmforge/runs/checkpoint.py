@@ -108,19 +108,23 @@ def save_checkpoint(
     if tmp.exists():  # left by a crash during an earlier write
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
-    write_weights(tmp / MODEL_FILE)
-    torch.save(optimizer_state, tmp / OPTIMIZER_FILE)
-    if objective_state:
-        torch.save(objective_state, tmp / OBJECTIVE_FILE)
-    if hooks_state:
-        torch.save(hooks_state, tmp / HOOKS_FILE)
-    files = {
-        p.name: {"bytes": p.stat().st_size, "sha256": _file_digest(p)}
-        for p in sorted(tmp.iterdir())
-    }
-    state = {**trainer_state, "step": step, "files": files}
-    (tmp / STATE_FILE).write_text(json.dumps(state, indent=1) + "\n", encoding="utf-8")
-    _fsync_dir_files(tmp)
+    try:
+        write_weights(tmp / MODEL_FILE)
+        torch.save(optimizer_state, tmp / OPTIMIZER_FILE)
+        if objective_state:
+            torch.save(objective_state, tmp / OBJECTIVE_FILE)
+        if hooks_state:
+            torch.save(hooks_state, tmp / HOOKS_FILE)
+        files = {
+            p.name: {"bytes": p.stat().st_size, "sha256": _file_digest(p)}
+            for p in sorted(tmp.iterdir())
+        }
+        state = {**trainer_state, "step": step, "files": files}
+        (tmp / STATE_FILE).write_text(json.dumps(state, indent=1) + "\n", encoding="utf-8")
+        _fsync_dir_files(tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # a full disk or an error: no .tmp left
+        raise
     if final.exists():  # a rename that happened before a crash, with `latest` not yet moved
         shutil.rmtree(final)
     os.replace(tmp, final)

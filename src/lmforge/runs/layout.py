@@ -7,6 +7,7 @@ runs/<name>/
   checkpoints/step_<N>/           model.safetensors, optimizer.pt, trainer_state.json, ...
   latest                          the folder name of the newest complete checkpoint
   metrics.jsonl, tb/, plots/*.png, report.md
+  .lock                           the writer's OS lock (lmforge.outputs.RunLock)
 ```
 
 Stages, exporters and verbs ask `RunLayout` for paths instead of spelling the names.
@@ -25,6 +26,24 @@ METRICS_FILE = "metrics.jsonl"
 REPORT_FILE = "report.md"
 TB_DIR = "tb"
 PLOTS_DIR = "plots"
+LOCK_NAME = ".lock"
+# Every name a stage writes at the top of a run folder: a folder holding anything
+# else is not a run lmforge made, and is never replaced (lmforge.outputs).
+RUN_NAMES = frozenset(
+    {
+        CONFIG_FILE,
+        TOKENIZER_DIR,
+        CHECKPOINTS_DIR,
+        LATEST_FILE,
+        LATEST_FILE + ".tmp",
+        METRICS_FILE,
+        REPORT_FILE,
+        REPORT_FILE + ".tmp",
+        TB_DIR,
+        PLOTS_DIR,
+        LOCK_NAME,
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -72,6 +91,24 @@ class RunLayout:
         """The folder of checkpoint `step`."""
         return self.checkpoints / f"step_{step}"
 
+    @property
+    def lock(self) -> Path:
+        return self.root / LOCK_NAME
+
     def looks_like_run(self) -> bool:
         """True when the folder has the marks of a run (checkpoints/ or latest)."""
         return self.checkpoints.is_dir() or self.latest.is_file()
+
+    def made_by_lmforge(self) -> bool:
+        """True when every entry is a run-folder name and the config or a checkpoint is there."""
+        names = {p.name for p in self.root.iterdir()}
+        marked = CONFIG_FILE in names or self.looks_like_run()
+        return marked and names <= RUN_NAMES
+
+    def clear(self) -> None:
+        """Delete everything a stage wrote here (not the lock): `--force` starts over."""
+        import shutil
+
+        for p in self.root.iterdir():
+            if p.name in RUN_NAMES and p.name != LOCK_NAME:
+                shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()

@@ -8,16 +8,24 @@ latest checkpoint, bitwise). It writes one run folder (`lmforge.runs.layout`).
 that come before anything is built. `--resume` of a run whose budget
 (`--max-steps`, `--max-tokens`, `--max-time`) is already spent is complete: the
 stage says so and returns without writing anything.
+
+The run folder follows lmforge's output policy (`lmforge.outputs`): `--out`
+never overlaps an input; a folder that is not a run lmforge made is refused;
+a run is replaced only with `--force`. `with start:` holds the run-folder lock
+for the stage's whole life, and removes a folder the stage created if it
+fails before writing its first checkpoint (so no half-made run is left).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..common import ConfigError, LmforgeError
+from ..common import ConfigError, LmforgeError, is_main_process
 from ..config import field_
+from ..outputs import RunLock, check_not_overlapping
 from ..runs import Run, RunLayout, load_run, parent_record
 from ..runs.checkpoint import Checkpoint, find_resume_checkpoint, list_checkpoints
 from ..train.config import TrainConfig
@@ -34,6 +42,9 @@ class StageConfig(TrainConfig):
         help="start from this run's weights and tokenizer (new optimizer, step 0, the parent "
         "recorded); `--from RUN`",
         aliases=("--from",),
+    )
+    force: bool = field_(
+        False, help="replace an existing run in --out (its checkpoints and metrics are deleted)"
     )
 
     def validate(self) -> None:
@@ -54,6 +65,35 @@ class StageStart:
     parent: Run | None
     parent_info: dict[str, Any] | None  # recorded in trainer state (kept across resumes)
     complete: str | None = None  # `--resume` of a run whose budget is already spent: which
+    out: Path | None = None
+    clear_first: bool = False  # --force over an existing run: empty it once locked
+    fresh: bool = False  # the folder did not exist (or was empty) before this stage
+    existed: bool = False  # it existed (empty): a failed stage empties it, keeps it
+    _lock: RunLock | None = field(default=None, repr=False)
+
+    def __enter__(self) -> StageStart:
+        """Lock the run folder (main process), emptying it first under --force."""
+        if self.out is not None and not self.complete:
+            self._lock = RunLock(self.out, enabled=is_main_process())
+            self._lock.acquire()
+            if self.clear_first and is_main_process():
+                RunLayout(self.out).clear()
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            failed = exc_type is not None
+            if failed and self.fresh and self._lock and self._lock.enabled:
+                if not list_checkpoints(self.out):  # nothing worth keeping was written
+                    self._lock.release()
+                    if self.existed:
+                        for p in self.out.iterdir():
+                            shutil.rmtree(p) if p.is_dir() else p.unlink()
+                    else:
+                        shutil.rmtree(self.out, ignore_errors=True)
+        finally:
+            if self._lock is not None:
+                self._lock.release()
 
     def completed_result(self) -> TrainResult:
         """What the finished run reached, from its checkpoint (nothing is trained or written)."""
@@ -70,30 +110,62 @@ class StageStart:
         )
 
 
-def start_stage(cfg: StageConfig, *, resume: bool, need: str | None = None) -> StageStart:
+def start_stage(
+    cfg: StageConfig,
+    *,
+    resume: bool,
+    need: str | None = None,
+    inputs: tuple[tuple[str, str | Path], ...] = (),
+) -> StageStart:
     """Check the output folder and open the parent run, before anything heavy is built.
 
     `need` is the kind of model the stage trains ("decoder", "transformer-decoder", ...);
     a parent of another kind is refused. On `--resume` the parent is not reopened: the
     run's own checkpoint holds the weights, and its trainer state the parent's record.
+    `inputs` (`(name, path)`, e.g. `("data", cfg.data)`) may not overlap `--out`.
+    Use the result as a context manager around the stage's work (the lock).
     """
     out = Path(cfg.out)
-    ckpt = find_resume_checkpoint(out) if resume else None
-    if not resume and list_checkpoints(out):
+    check_not_overlapping(out, (*inputs, ("parent run", cfg.init_from)))
+    layout = RunLayout(out)
+    if out.exists() and not out.is_dir():
+        raise LmforgeError(f"--out {out}: exists and is not a folder; choose another --out")
+    existed = out.exists()
+    fresh = not existed or not any(out.iterdir())
+    clear_first = False
+    if not fresh and not layout.made_by_lmforge():
         raise LmforgeError(
-            f"{out}: already holds checkpoints; pass --resume to continue it or choose another --out"
+            f"--out {out}: exists and is not an lmforge run folder; lmforge replaces only what "
+            "it wrote, even with --force; choose a new or empty --out"
         )
+    ckpt = find_resume_checkpoint(out) if resume else None
+    if not resume and not fresh:
+        if not cfg.force:
+            what = "checkpoints" if list_checkpoints(out) else "a run with no checkpoint yet"
+            raise LmforgeError(
+                f"--out {out}: already holds {what}; pass --resume to continue it, --force to "
+                "replace it, or choose another --out"
+            )
+        clear_first = True
     if ckpt is not None:
         if ckpt.state.get("stage") == "import":
             raise import_not_resumable(out)
         done = budget_spent(state_counters(ckpt.state), cfg)
-        return StageStart(ckpt, None, ckpt.state.get("parent"), complete=done)
+        return StageStart(ckpt, None, ckpt.state.get("parent"), complete=done, out=out)
     if not cfg.init_from:
-        return StageStart(None, None, None)
+        return StageStart(
+            None, None, None, out=out, clear_first=clear_first, fresh=fresh, existed=existed
+        )
     parent = load_run(cfg.init_from, need=need)
-    if RunLayout(out).root.resolve() in Path(cfg.init_from).resolve().parents:
-        raise ConfigError("out", f"{out} contains the parent run {cfg.init_from}; choose another")
-    return StageStart(None, parent, parent_record(parent))
+    return StageStart(
+        None,
+        parent,
+        parent_record(parent),
+        out=out,
+        clear_first=clear_first,
+        fresh=fresh,
+        existed=existed,
+    )
 
 
 def import_not_resumable(run: str | Path) -> LmforgeError:
@@ -112,3 +184,41 @@ def check_parent_tokenizer(parent: Run, tok_hash: str, data: str) -> None:
             f"{parent.path} uses {parent.tokenizer.hash}; prepare the data with "
             f"--tokenizer {parent.layout.tokenizer}"
         )
+
+
+def _machine_memory(device: str) -> int | None:
+    """Bytes of memory the training device has (None if it cannot be told)."""
+    import os
+
+    if device.startswith("cuda"):
+        import torch
+
+        if torch.cuda.is_available():
+            return torch.cuda.get_device_properties(torch.device(device)).total_memory
+        return None
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_fits_memory(arch: str, mcfg: Any, batch_size: int, seq_len: int, device: str) -> None:
+    """Refuse a config whose estimated training memory exceeds the machine's, before allocating."""
+    from ..common import pick_device
+    from ..models.info import train_memory_estimate
+
+    have = _machine_memory(pick_device(device))
+    if have is None:
+        return
+    need = train_memory_estimate(arch, mcfg, batch_size, seq_len)
+    if need["total"] <= have:
+        return
+    gib = 1024**3
+    parts = ", ".join(
+        f"{k.replace('_', ' ')} {v / gib:,.1f}" for k, v in need.items() if k != "total"
+    )
+    raise LmforgeError(
+        f"the model needs about {need['total'] / gib:,.1f} GiB to train ({parts} GiB) but this "
+        f"machine has {have / gib:,.1f} GiB; lower --model.block-size, --model.d-model, "
+        "--batch-size or --seq-len (`lmforge model info` shows a model's size)"
+    )

@@ -28,7 +28,7 @@ from ..runs.checkpoint import Checkpoint
 from ..train import distributed as D
 from ..train.causal_lm import CausalLMObjective
 from ..train.loop import TrainResult, train
-from .base import StageStart, check_parent_tokenizer, start_stage
+from .base import StageStart, check_fits_memory, check_parent_tokenizer, start_stage
 from .pretrain_config import PretrainConfig
 
 STAGE = "pretrain"
@@ -82,7 +82,12 @@ def pretrain(cfg: PretrainConfig, *, resume: bool = False) -> TrainResult:
     out = Path(cfg.out)
     train_shards = TokenShards(cfg.data, "train")
     tok = train_shards.tokenizer()  # checks the tokenizer against the shards' hash
-    start = start_stage(cfg, resume=resume)
+    start = start_stage(cfg, resume=resume, inputs=(("data", cfg.data),))
+    with start:  # the run-folder lock; a failed new run leaves no half-made folder
+        return _pretrain(cfg, start, out, train_shards, tok)
+
+
+def _pretrain(cfg: PretrainConfig, start: StageStart, out: Path, train_shards, tok) -> TrainResult:
     if start.parent is not None:
         check_parent_tokenizer(start.parent, tok.hash, cfg.data)
         arch, mcfg = _parent_model_config(cfg, start.parent)
@@ -100,6 +105,7 @@ def pretrain(cfg: PretrainConfig, *, resume: bool = False) -> TrainResult:
             "retrain it with `lmforge tokenizer train` and prepare the data again"
         )
     seq_len = checked_seq_len(cfg, mcfg)  # whichever way the model config came
+    check_fits_memory(arch, mcfg, cfg.batch_size, seq_len, cfg.device)
     ckpt = start.resume
     if ckpt is not None:
         _check_resume_matches(ckpt, tok.hash, arch, mcfg)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ..common import ConfigError, LmforgeError, print0, replace_folder
 from ..config import field_, to_dict
+from ..outputs import check_out
 from .base import META_FILE, SPECIAL_TOKENS, TOKENIZER_FILE, Tokenizer
 
 KINDS = ("word", "char", "bpe", "unigram")
@@ -162,20 +163,24 @@ def _non_empty(docs: Iterator[str], files: list[Path]) -> Iterator[str]:
         raise LmforgeError(f"{names}: holds no text to train on (only whitespace)")
 
 
-def save_tokenizer_dir(tok: Tokenizer, out: str | Path) -> Path:
+def check_tokenizer_out(out: str | Path, *, force: bool, inputs=()) -> Path:
+    """The output policy (lmforge.outputs) for a tokenizer folder: call before training."""
+    return check_out(
+        out,
+        force=force,
+        made_here=lambda p: (p / TOKENIZER_FILE).is_file() and (p / META_FILE).is_file(),
+        what="tokenizer",
+        inputs=inputs,
+    )
+
+
+def save_tokenizer_dir(tok: Tokenizer, out: str | Path, *, force: bool = False) -> Path:
     """Write `tok` to folder `out` through a temporary folder and a rename.
 
-    An existing tokenizer folder is replaced only once the new one is complete;
-    any other non-empty folder is refused rather than mixed into.
+    An existing tokenizer folder is replaced only with `force`, and only once the
+    new one is complete; any other non-empty folder is refused.
     """
-    out = Path(out)
-    if out.exists():
-        if not out.is_dir():
-            raise LmforgeError(f"{out}: exists and is not a folder; choose another --out")
-        if any(out.iterdir()) and not (out / TOKENIZER_FILE).is_file():
-            raise LmforgeError(
-                f"{out}: folder exists and holds no {TOKENIZER_FILE}; choose a new or empty --out"
-            )
+    out = check_tokenizer_out(out, force=force)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)

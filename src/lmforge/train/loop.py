@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..common import LmforgeError, move_to, progress, seed_everything
+from ..common import Interrupted, LmforgeError, move_to, progress, seed_everything
 from ..models.weights import load_weights
 from ..runs.checkpoint import Checkpoint, save_checkpoint
 from . import distributed as D
@@ -39,6 +39,9 @@ from .objective import BatchSource, LossOutput, Objective
 from .optim import build_optimizer, lr_at
 from .precision import autocast, resolve_dtype
 from .rng import get_rng_state, set_rng_state
+from .signals import StopSignals
+
+INTERRUPTED = "interrupted"  # stop_reason after SIGINT/SIGTERM (then `Interrupted` is raised)
 
 Evaluator = Callable[[nn.Module], dict[str, float]]
 
@@ -281,8 +284,13 @@ def train(
     bar = progress(total=cfg.max_steps, desc=desc, unit="step")
     bar.update(st.step)
     stop = budget_spent(st, cfg)
+    # A collective per step would cost a host sync on a GPU: ranks agree on a signal
+    # at log steps when distributed, every step otherwise.
+    signal_every = cfg.log_every if ctx.distributed else 1
+    signals = StopSignals()
     model.train()
     try:
+        signals.__enter__()
         while stop is None:
             call_hooks(hooks, "before_step", view)
             # --- one optimizer step ---------------------------------------------------
@@ -370,6 +378,8 @@ def train(
                 )
 
             stop = budget_spent(st, cfg)
+            if stop is None and st.step % signal_every == 0 and _signalled(signals, ctx):
+                stop = INTERRUPTED
 
             # --- log ------------------------------------------------------------------
             rec = None
@@ -426,7 +436,7 @@ def train(
 
             # --- evaluate -------------------------------------------------------------
             due_eval = cfg.eval_every and st.step % cfg.eval_every == 0
-            if evaluator is not None and (due_eval or stop):
+            if evaluator is not None and (due_eval or (stop and stop != INTERRUPTED)):
                 last_val = _evaluate(evaluator, eval_model, device, amp_dtype)
                 vl = last_val.get("val_loss")
                 if vl is not None and math.isfinite(vl):
@@ -445,11 +455,15 @@ def train(
                 win_t0 = time.perf_counter()
         flush_tokens()
     finally:
+        signals.__exit__()
         bar.close()
         if metrics:
             metrics.plot()
             metrics.close()
 
+    if stop == INTERRUPTED:
+        saved = f"; saved {run / 'checkpoints' / f'step_{st.step}'}" if run is not None else ""
+        raise Interrupted(f"{signals.received} at step {st.step}{saved}")
     return TrainResult(
         step=st.step,
         tokens_seen=st.tokens_seen,
@@ -462,6 +476,15 @@ def train(
         checkpoint=(run / "checkpoints" / f"step_{st.step}") if run else None,
         nan_skipped=st.nan_skipped,
     )
+
+
+def _signalled(signals: StopSignals, ctx: D.DistContext) -> bool:
+    """Whether any process got SIGINT/SIGTERM (all must stop at the same step)."""
+    got = signals.received is not None
+    if not ctx.distributed:
+        return got
+    flag = torch.tensor([1.0 if got else 0.0], device=ctx.device)
+    return bool(D.all_reduce_sum(flag, ctx).item() > 0)
 
 
 def _broadcast_float(x: float, ctx: D.DistContext) -> float:

@@ -10,9 +10,10 @@ See docs/world.md for the files and formats.
 from .build import build_world
 from .checkers import check, check_answer, extract_answer
 from .config import SIZES, WorldConfig
-from .tasks import FAMILIES, TaskFamily
+from .tasks import DEFAULT_HELDOUT_TASKS, FAMILIES, TaskFamily
 
 __all__ = [
+    "DEFAULT_HELDOUT_TASKS",
     "FAMILIES",
     "SIZES",
     "TaskFamily",

@@ -24,12 +24,13 @@ from .dialogues import build_dialogues
 from .entities import World, make_world
 from .instructions import build_instructions
 from .preferences import build_preferences
+from .readme import readme_text
 from .seeding import component_rng
 from .tasks import FAMILIES
 from .text import documents
 
 GENERATOR = "lmforge world"
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # 2: multi_step, fact_chain, held-out task families, val dialogues
 MANIFEST = "manifest.json"
 VAL_FRACTION = 20  # pretraining val text is 1/20 of the train text
 
@@ -133,6 +134,7 @@ def check_out_folder(out: Path, force: bool) -> None:
 
 def _write_world(tmp: Path, cfg: WorldConfig, counts: dict[str, int]) -> dict:
     seed = cfg.seed
+    heldout = cfg.heldout_families()
     world: World = make_world(
         component_rng(seed, "entities"), counts["people"], counts["places"], counts["events"]
     )
@@ -141,14 +143,14 @@ def _write_world(tmp: Path, cfg: WorldConfig, counts: dict[str, int]) -> dict:
     budget = counts["pretrain_chars"]
     train_chars, _, train_digests = _write_text(
         tmp / "pretrain" / "train.txt",
-        documents(component_rng(seed, "pretrain/train"), world, seed),
+        documents(component_rng(seed, "pretrain/train"), world, seed, heldout),
         budget,
         "pretrain train",
         set(),
     )
     val_chars, _, _ = _write_text(
         tmp / "pretrain" / "val.txt",
-        documents(component_rng(seed, "pretrain/val"), world, seed),
+        documents(component_rng(seed, "pretrain/val"), world, seed, heldout),
         max(1000, budget // VAL_FRACTION),
         "pretrain val",
         train_digests,
@@ -160,17 +162,23 @@ def _write_world(tmp: Path, cfg: WorldConfig, counts: dict[str, int]) -> dict:
         "test": counts["test_per_family"],
     }
     with progress(total=len(FAMILIES), desc="instructions", unit="family") as bar:
-        instructions = build_instructions(world, seed, quotas, on_family=lambda _: bar.update(1))
+        instructions = build_instructions(
+            world, seed, quotas, on_family=lambda _: bar.update(1), heldout_tasks=heldout
+        )
     for name, rows in instructions.items():
         _verify(rows, f"instructions/{name}")
         _write_jsonl(tmp / "instructions" / f"{name}.jsonl", rows)
 
-    dialogues = build_dialogues(world, seed, counts["dialogues_train"], counts["dialogues_test"])
+    dialogues = build_dialogues(
+        world, seed, counts["dialogues_train"], counts["dialogues_test"], counts["dialogues_val"]
+    )
     for name, rows in dialogues.items():
         _verify(rows, f"dialogues/{name}")
         _write_jsonl(tmp / "dialogues" / f"{name}.jsonl", rows)
 
-    prefs = build_preferences(world, seed, counts["preferences_train"], counts["preferences_val"])
+    prefs = build_preferences(
+        world, seed, counts["preferences_train"], counts["preferences_val"], heldout
+    )
     for name, rows in prefs.items():
         _verify(rows, f"preferences/{name}")
         _write_jsonl(tmp / "preferences" / f"{name}.jsonl", rows)
@@ -192,6 +200,8 @@ def _write_world(tmp: Path, cfg: WorldConfig, counts: dict[str, int]) -> dict:
             "heldout_templates": list(fam.heldout_templates),
             "difficulties": list(fam.difficulties),
             "answer_types": list(fam.answer_types),
+            "has_cot": fam.has_cot,
+            "heldout_task": name in heldout,
             "records": {
                 split: sum(1 for r in rows if r["task"] == name)
                 for split, rows in instructions.items()
@@ -199,6 +209,9 @@ def _write_world(tmp: Path, cfg: WorldConfig, counts: dict[str, int]) -> dict:
         }
         for name, fam in FAMILIES.items()
     }
+    (tmp / "README.md").write_text(
+        readme_text(seed, cfg.size, counts, families), encoding="utf-8", newline="\n"
+    )
     files = {}
     for path in sorted(p for p in tmp.rglob("*") if p.is_file()):
         rel = path.relative_to(tmp).as_posix()
@@ -213,6 +226,7 @@ def _write_world(tmp: Path, cfg: WorldConfig, counts: dict[str, int]) -> dict:
         "seed": seed,
         "size": cfg.size,
         "counts": counts,
+        "heldout_tasks": list(heldout),
         "pretrain_chars": {"train": train_chars, "val": val_chars},
         "families": families,
         "files": files,

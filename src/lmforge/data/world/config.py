@@ -6,9 +6,11 @@ from dataclasses import dataclass
 
 from ...common import ConfigError
 from ...config import field_
+from .tasks import DEFAULT_HELDOUT_TASKS, FAMILIES
 
 # Preset counts per size. Instruction quotas are problems per family per split
-# (word problems give two examples each: CoT and direct).
+# (families with reasoning give two examples each: CoT and direct); a held-out
+# family gets test_per_family problems, all in heldout_tasks.jsonl.
 SIZES: dict[str, dict[str, int]] = {
     "small": dict(
         people=60,
@@ -19,6 +21,7 @@ SIZES: dict[str, dict[str, int]] = {
         val_per_family=60,
         test_per_family=150,
         dialogues_train=600,
+        dialogues_val=60,
         dialogues_test=150,
         preferences_train=1500,
         preferences_val=200,
@@ -34,6 +37,7 @@ SIZES: dict[str, dict[str, int]] = {
         val_per_family=300,
         test_per_family=500,
         dialogues_train=5000,
+        dialogues_val=500,
         dialogues_test=500,
         preferences_train=10000,
         preferences_val=1000,
@@ -49,6 +53,7 @@ SIZES: dict[str, dict[str, int]] = {
         val_per_family=1000,
         test_per_family=1000,
         dialogues_train=20000,
+        dialogues_val=1000,
         dialogues_test=1000,
         preferences_train=40000,
         preferences_val=2000,
@@ -57,6 +62,11 @@ SIZES: dict[str, dict[str, int]] = {
     ),
 }
 COUNT_FIELDS = tuple(SIZES["small"])
+
+
+def _family_order(name: str) -> int:
+    return list(FAMILIES).index(name) if name in FAMILIES else len(FAMILIES)
+
 
 _FROM_SIZE = " (default: from --size)"
 
@@ -83,6 +93,7 @@ class WorldConfig:
         None, help="test problems per family (also held-out-template rows)" + _FROM_SIZE, min=1
     )
     dialogues_train: int | None = field_(None, help="train dialogues" + _FROM_SIZE, min=1)
+    dialogues_val: int | None = field_(None, help="val dialogues" + _FROM_SIZE, min=1)
     dialogues_test: int | None = field_(None, help="test dialogues" + _FROM_SIZE, min=1)
     preferences_train: int | None = field_(None, help="train preference pairs" + _FROM_SIZE, min=1)
     preferences_val: int | None = field_(None, help="val preference pairs" + _FROM_SIZE, min=1)
@@ -92,10 +103,35 @@ class WorldConfig:
     classification_test_per_label: int | None = field_(
         None, help="classification test rows per label" + _FROM_SIZE, min=1
     )
+    heldout_tasks: list[str] | None = field_(
+        None,
+        help="task families kept out of training (written to instructions/heldout_tasks.jsonl "
+        "only); 'none' holds out none (default: " + ", ".join(DEFAULT_HELDOUT_TASKS) + ")",
+    )
 
     def validate(self) -> None:
         if not str(self.out).strip():
             raise ConfigError("out", "required: the folder to write the world to, e.g. --out world")
+        names = self.heldout_families()
+        unknown = [n for n in names if n not in FAMILIES]
+        if unknown:
+            raise ConfigError(
+                "heldout_tasks",
+                f"unknown family {unknown[0]!r}; families: {', '.join(FAMILIES)} (or 'none')",
+            )
+        if len(names) == len(FAMILIES):
+            raise ConfigError("heldout_tasks", "holds out every family; leave one to train on")
+
+    def heldout_families(self) -> tuple[str, ...]:
+        """The held-out task families: the registry's default unless `heldout_tasks` is set."""
+        if self.heldout_tasks is None:
+            return DEFAULT_HELDOUT_TASKS
+        # "--heldout-tasks a b" and "--heldout-tasks a,b" both name two families.
+        names = [n.strip() for item in self.heldout_tasks for n in item.split(",") if n.strip()]
+        if [n.lower() for n in names] == ["none"]:
+            return ()
+        # Registry order, so the same set always gives the same files.
+        return tuple(dict.fromkeys(sorted(names, key=_family_order)))
 
     def counts(self) -> dict[str, int]:
         """Every count, the preset's value unless overridden."""

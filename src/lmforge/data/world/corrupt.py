@@ -42,13 +42,25 @@ def wrong_answer(rng: random.Random, problem: Problem) -> str:
     return joiner.join(items)
 
 
+def _slip(line: str, answer: str, bad: str) -> str:
+    """The last reasoning line, reaching `bad` instead of `answer`."""
+    if re.search(r"= -?\d+\.$", line):  # "1 + 4 = 5." -> "1 + 4 = 7."
+        return re.sub(r"= -?\d+\.$", f"= {bad}.", line)
+    # A fact line ("Sven lives in Harlow."): its last mention of the answer.
+    found = list(re.finditer(rf"(?<!\w){re.escape(answer)}(?!\w)", line))
+    if not found:
+        return line
+    m = found[-1]
+    return line[: m.start()] + bad + line[m.end() :]
+
+
 def wrong(rng: random.Random, problem: Problem, cot: bool) -> str:
     """A wrong response; with CoT, the reasoning slips in its last step and ends wrong."""
     bad = wrong_answer(rng, problem)
     if not cot:
         return bad
     lines = list(problem.reasoning)
-    lines[-1] = re.sub(r"= -?\d+\.$", f"= {bad}.", lines[-1])
+    lines[-1] = _slip(lines[-1], problem.answer, bad)
     return "\n".join((*lines, f"Answer: {bad}"))
 
 
@@ -60,8 +72,12 @@ def sloppy(rng: random.Random, problem: Problem, cot: bool) -> str:
     """The right answer, carelessly written."""
     a = problem.answer
     if cot:
-        # Reasoning run together in lower case, no answer line, the result at the end.
-        return " ".join(line.lower() for line in problem.reasoning) + f" so its {a}"
+        # Reasoning run together in lower case, the result at the end; a number is
+        # found as the last one, an option must be marked (the reasoning names others).
+        squashed = " ".join(line.lower() for line in problem.reasoning)
+        if problem.answer_type == NUMBER:
+            return f"{squashed} so its {a}"
+        return f"{squashed} so answer: {a.lower()}"
     if problem.answer_type == NUMBER:
         return rng.choice(
             (f"umm... i think its {a}??", f"{a}   ", f"the answer is {a} i guess", f"{a}!!! easy")

@@ -140,18 +140,24 @@ def dialogue_key(record: dict) -> str:
     return "\x1e".join(m["content"] for m in record["messages"] if m["role"] == "user")
 
 
-def build_dialogues(world: World, seed: int, n_train: int, n_test: int) -> dict[str, list[dict]]:
-    """Distinct dialogues for train and test; a dialogue's split comes from its key."""
+def build_dialogues(
+    world: World, seed: int, n_train: int, n_test: int, n_val: int = 0
+) -> dict[str, list[dict]]:
+    """Distinct dialogues for train, val and test; a dialogue's split comes from its key.
+
+    The split of a key does not depend on the quotas, so asking for val
+    dialogues leaves the train and test files as they were.
+    """
     rng = component_rng(seed, "dialogues")
-    quotas = {"train": n_train, "test": n_test}
-    out: dict[str, list[dict]] = {"train": [], "test": []}
+    quotas = {"train": n_train, "val": n_val, "test": n_test}
+    out: dict[str, list[dict]] = {split: [] for split in quotas}
     seen: set[str] = set()
     stale = 0
     while stale < 4000 and any(len(out[s]) < q for s, q in quotas.items()):
         record = make_dialogue(rng, world, rng.choice(KINDS), rng.choice((1, 2, 3)))
         key = dialogue_key(record)
         split = split_of(seed, "dialogue", key)
-        if key in seen or split not in out or len(out[split]) >= quotas[split]:
+        if key in seen or len(out[split]) >= quotas[split]:
             stale += 1
             continue
         seen.add(key)

@@ -1,38 +1,59 @@
-"""Instruction splits: train/val/test with seen templates, plus held-out templates.
+"""Instruction splits: train/val/test with seen templates, plus the two held-out files.
 
-`heldout_templates.jsonl` renders the *test* problems through templates never
-used elsewhere, so test vs held-out accuracy isolates template generalisation.
-Word problems appear twice per problem: chain-of-thought and direct (`cot`).
+`heldout_templates.jsonl` renders the *test* problems of the seen families
+through templates never used elsewhere, so test vs held-out accuracy isolates
+template generalisation. `heldout_tasks.jsonl` holds whole families that never
+appear in train or val (test-sized, through their own seen templates), so
+held-out-task accuracy measures generalisation to an unseen task. Families
+with reasoning (word problems, multi-step arithmetic, fact chains) appear
+twice per problem: chain-of-thought and direct (`cot`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from .entities import World
-from .sampling import sample_problems
+from .sampling import sample_heldout, sample_problems
 from .seeding import component_rng
-from .tasks import FAMILIES, render, variants
+from .tasks import DEFAULT_HELDOUT_TASKS, FAMILIES, render, variants
 from .templates import templates_for
 
 SPLITS = ("train", "val", "test")
-FILES = (*SPLITS, "heldout_templates")
+FILES = (*SPLITS, "heldout_templates", "heldout_tasks")
 
 
 def build_instructions(
-    world: World, seed: int, quotas: dict[str, int], on_family=None
+    world: World,
+    seed: int,
+    quotas: dict[str, int],
+    on_family=None,
+    heldout_tasks: Collection[str] = DEFAULT_HELDOUT_TASKS,
 ) -> dict[str, list[dict]]:
-    """{file stem: records}; `quotas` is problems per family per split."""
+    """{file stem: records}; `quotas` is problems per family per split.
+
+    A family in `heldout_tasks` gets `quotas["test"]` problems, all in
+    heldout_tasks.jsonl and none in any other file.
+    """
     out: dict[str, list[dict]] = {name: [] for name in FILES}
     for fam in FAMILIES.values():
-        problems = sample_problems(fam, world, seed, quotas, stream="instructions")
         rng = component_rng(seed, f"instructions/render/{fam.name}")
-        for split in SPLITS:
-            for p in problems[split]:
-                # One template per problem, shared by its CoT and direct variants.
+        if fam.name in heldout_tasks:
+            for p in sample_heldout(fam, world, seed, quotas["test"], stream="instructions"):
                 template = rng.choice(templates_for(p.family, p.subtask, heldout=False))
-                out[split].extend(render(p, template, cot) for cot in variants(p))
-        for p in problems["test"]:
-            template = rng.choice(templates_for(p.family, p.subtask, heldout=True))
-            out["heldout_templates"].extend(render(p, template, cot) for cot in variants(p))
+                out["heldout_tasks"].extend(
+                    render(p, template, cot, heldout_task=True) for cot in variants(p)
+                )
+        else:
+            problems = sample_problems(fam, world, seed, quotas, stream="instructions")
+            for split in SPLITS:
+                for p in problems[split]:
+                    # One template per problem, shared by its CoT and direct variants.
+                    template = rng.choice(templates_for(p.family, p.subtask, heldout=False))
+                    out[split].extend(render(p, template, cot) for cot in variants(p))
+            for p in problems["test"]:
+                template = rng.choice(templates_for(p.family, p.subtask, heldout=True))
+                out["heldout_templates"].extend(render(p, template, cot) for cot in variants(p))
         if on_family is not None:
             on_family(fam.name)
     for name, rows in out.items():

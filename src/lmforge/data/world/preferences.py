@@ -1,28 +1,38 @@
-"""Preference pairs with graded margins, from train/val problems of every family.
+"""Preference pairs with graded margins, from train/val problems of every seen family.
 
 Record: {"prompt": [messages], "chosen": str, "rejected": str, "margin": float,
 "rejected_kind": "wrong"|"unhelpful"|"sloppy", plus the task fields
 (task, subtask, template, difficulty, cot, answer, answer_type, choices)} so a
 checker can score any response to the prompt. The prompt is a list of chat
 messages (a single user turn); chosen/rejected are assistant replies.
+Held-out families are left out: preference data is training data.
 """
 
 from __future__ import annotations
+
+from collections.abc import Collection
 
 from .corrupt import REJECTIONS, consistent
 from .entities import World
 from .sampling import sample_problems, spread
 from .seeding import component_rng
-from .tasks import FAMILIES, render
+from .tasks import DEFAULT_HELDOUT_TASKS, FAMILIES, render
 from .templates import templates_for
 
 # Share of each rejection kind (wrong answers dominate: they carry the signal).
 KIND_WEIGHTS = {"wrong": 2, "unhelpful": 1, "sloppy": 1}
 
 
-def build_preferences(world: World, seed: int, n_train: int, n_val: int) -> dict[str, list[dict]]:
+def build_preferences(
+    world: World,
+    seed: int,
+    n_train: int,
+    n_val: int,
+    heldout_tasks: Collection[str] = DEFAULT_HELDOUT_TASKS,
+) -> dict[str, list[dict]]:
+    """`n_train` / `n_val` pairs, spread evenly over the families not in `heldout_tasks`."""
     out: dict[str, list[dict]] = {"train": [], "val": []}
-    fams = list(FAMILIES.values())
+    fams = [f for f in FAMILIES.values() if f.name not in heldout_tasks]
     for fam, q_train, q_val in zip(fams, spread(n_train, len(fams)), spread(n_val, len(fams))):
         problems = sample_problems(
             fam, world, seed, {"train": q_train, "val": q_val}, stream="preferences"

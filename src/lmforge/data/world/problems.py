@@ -25,7 +25,7 @@ class Problem:
     answer: str  # canonical answer
     answer_type: str  # NUMBER, CHOICE or SEQUENCE
     choices: tuple[str, ...] = ()  # the closed answer set for CHOICE problems
-    reasoning: tuple[str, ...] = field(default=())  # chain-of-thought lines (word problems)
+    reasoning: tuple[str, ...] = field(default=())  # chain-of-thought lines (one per step)
 
     def cot_target(self) -> str:
         """Reasoning lines then a final 'Answer: X' line."""

@@ -1,7 +1,8 @@
 """The registry of instruction task families and how a problem becomes an example.
 
 `FAMILIES[name]` describes one family: its generator, difficulty levels,
-answer types and template ids (seen and held out). `render` turns a `Problem`
+answer types, template ids (seen and held out) and whether the whole family is
+held out of training by default (`heldout_task`). `render` turns a `Problem`
 and a template into the JSONL record that `instructions/*.jsonl` hold.
 """
 
@@ -11,6 +12,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from . import fact_chains, multi_step
 from .arithmetic import arithmetic, word_problem
 from .entities import World
 from .fact_problems import facts
@@ -18,7 +20,7 @@ from .labelled_text import sentiment, topic
 from .problems import CHOICE, NUMBER, SEQUENCE, Problem
 from .puzzles import comparing, counting, reversing, sorting
 from .seeding import problem_id
-from .templates import COT_INSTRUCTION, DIRECT_INSTRUCTION, TEMPLATES, Template
+from .templates import COT_INSTRUCTION, DIRECT_INSTRUCTIONS, TEMPLATES, Template
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,9 @@ class TaskFamily:
     difficulties: tuple[int, ...]  # levels the generator accepts
     answer_types: tuple[str, ...]
     has_cot: bool = False  # examples come in a chain-of-thought and a direct variant
+    # Held out of training by default: never in train/val (or preferences, or the
+    # pretraining text); its problems go to heldout_tasks.jsonl instead.
+    heldout_task: bool = False
 
     def _template_ids(self, heldout: bool) -> tuple[str, ...]:
         return tuple(
@@ -67,11 +72,27 @@ FAMILIES: dict[str, TaskFamily] = {
             has_cot=True,
         ),
         TaskFamily(
+            "multi_step",
+            "chained arithmetic as an expression or as steps; difficulty = operations",
+            multi_step.multi_step,
+            multi_step.STEPS,
+            (NUMBER,),
+            has_cot=True,
+        ),
+        TaskFamily(
             "facts",
             "questions about the world's people and events (1 direct, 3 two-hop)",
             facts,
             (1, 2, 3),
             (CHOICE, NUMBER),
+        ),
+        TaskFamily(
+            "fact_chain",
+            "multi-hop questions about people, pets, cities, events; difficulty = hops",
+            fact_chains.fact_chain,
+            fact_chains.HOPS,
+            (CHOICE, NUMBER),
+            has_cot=True,
         ),
         TaskFamily(
             "counting",
@@ -100,6 +121,9 @@ FAMILIES: dict[str, TaskFamily] = {
             comparing,
             (1, 2, 3),
             (CHOICE,),
+            # Held out: every skill it needs is trained elsewhere (ordering numbers in
+            # sorting, word lengths in counting, ages in facts) but the task is not.
+            heldout_task=True,
         ),
         TaskFamily(
             "sentiment",
@@ -119,17 +143,24 @@ FAMILIES: dict[str, TaskFamily] = {
 }
 
 
+# The families held out of training unless a WorldConfig says otherwise.
+DEFAULT_HELDOUT_TASKS = tuple(name for name, fam in FAMILIES.items() if fam.heldout_task)
+
+
 def variants(problem: Problem) -> tuple[bool, ...]:
-    """The `cot` values a problem is rendered with: both for word problems, else only False."""
+    """The `cot` values a problem is rendered with: both when it has reasoning, else only False."""
     return (True, False) if problem.reasoning else (False,)
 
 
-def render(problem: Problem, template: Template, cot: bool = False) -> dict:
+def render(
+    problem: Problem, template: Template, cot: bool = False, heldout_task: bool = False
+) -> dict:
     """The instruction record for `problem` through `template` (CoT or direct)."""
     prompt = template.render(problem.fields)
     target = problem.answer
     if problem.reasoning:
-        prompt = f"{prompt}\n{COT_INSTRUCTION if cot else DIRECT_INSTRUCTION}"
+        direct = DIRECT_INSTRUCTIONS[problem.answer_type]
+        prompt = f"{prompt}\n{COT_INSTRUCTION if cot else direct}"
         target = problem.cot_target() if cot else problem.answer
     record = {
         "messages": [
@@ -142,6 +173,7 @@ def render(problem: Problem, template: Template, cot: bool = False) -> dict:
         "problem_id": problem_id(problem.family, problem.key),
         "difficulty": problem.difficulty,
         "cot": cot,
+        "heldout_task": heldout_task,
         "answer": problem.answer,
         "answer_type": problem.answer_type,
     }

@@ -4,7 +4,8 @@
 subtask "*" serves every subtask of the family. Held-out templates never
 appear in the train, val or test files, only in `heldout_templates.jsonl`, so a
 model's ability to follow an unseen phrasing can be measured on the same
-problems as the test split.
+problems as the test split. (Held-out *families* render through their seen
+templates into `heldout_tasks.jsonl`: the whole family is new to the model.)
 """
 
 from __future__ import annotations
@@ -45,6 +46,34 @@ _RAW: dict[str, dict[str, tuple[tuple[str, ...], tuple[str, ...]]]] = {
                 "Here is a short problem: {story} {question}",
             ),
             ("Read the story and answer the question.\nStory: {story}\nQuestion: {question}",),
+        ),
+    },
+    "multi_step": {
+        "expression": (
+            (
+                "Compute {expr}.",
+                "What is {expr}?",
+                "Calculate the value of {expr}.",
+            ),
+            ("Evaluate the expression {expr} and give the result.",),
+        ),
+        "chain": (
+            (
+                "Start with {start}, {steps}. What number do you get?",
+                "Take the number {start}. {step_sentences} What is the result?",
+                "Begin with {start}. Then {steps}. Which number do you end up with?",
+            ),
+            ("I think of the number {start}. I {steps}. What number do I have now?",),
+        ),
+    },
+    "fact_chain": {
+        "*": (
+            (
+                "{question}",
+                "Answer this question about the people in the world: {question}",
+                "Question: {question}",
+            ),
+            ("Use what you know about the world to answer this. {question}",),
         ),
     },
     "facts": {
@@ -259,9 +288,15 @@ _RAW: dict[str, dict[str, tuple[tuple[str, ...], tuple[str, ...]]]] = {
     },
 }
 
-# Appended to word-problem prompts: the chain-of-thought and the direct variant.
+# Appended to the prompts of families with reasoning (word problems, multi-step
+# arithmetic, fact chains): the chain-of-thought and the direct variant, the
+# latter worded for the answer type.
 COT_INSTRUCTION = "Let's think step by step."
-DIRECT_INSTRUCTION = "Reply with just the number."
+DIRECT_INSTRUCTIONS = {
+    "number": "Reply with just the number.",
+    "choice": "Reply with just the answer.",
+    "sequence": "Reply with just the list.",
+}
 
 
 def _build() -> dict[str, dict[str, tuple[tuple[Template, ...], tuple[Template, ...]]]]:

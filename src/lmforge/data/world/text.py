@@ -5,13 +5,15 @@ so documents can be joined with a blank line. Problems that also exist as
 instruction tasks (arithmetic, word problems, puzzles, fact Q&A) are drawn
 only from the train split, so the test split never appears in the pretraining
 text; plain facts about every person do appear, by design — fact questions
-test whether a model can use what it read.
+test whether a model can use what it read. Held-out families never appear:
+their document kind is dropped (their puzzles, for the puzzle documents).
 """
 
 from __future__ import annotations
 
+import functools
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 
 from .entities import World
 from .facts_text import fact, profile
@@ -19,7 +21,7 @@ from .grammar import a_an, capitalize, join_and
 from .labelled_text import SENTIMENT_LABELS, TOPIC_LABELS, review, topic_sentence
 from .problems import Problem
 from .seeding import split_of
-from .tasks import FAMILIES
+from .tasks import DEFAULT_HELDOUT_TASKS, FAMILIES
 from .templates import templates_for
 
 
@@ -141,10 +143,15 @@ def word_problem_doc(rng: random.Random, world: World, seed: int) -> str:
     return "\n".join((f"{p.fields['story']} {p.fields['question']}", p.cot_target()))
 
 
-def puzzle_doc(rng: random.Random, world: World, seed: int) -> str:
+PUZZLES = ("counting", "reversing", "sorting", "comparing")
+
+
+def puzzle_doc(
+    rng: random.Random, world: World, seed: int, families: tuple[str, ...] = PUZZLES
+) -> str:
     lines = []
     for _ in range(rng.randint(2, 4)):
-        family = rng.choice(("counting", "reversing", "sorting", "comparing"))
+        family = rng.choice(families)
         p = _train_problem(rng, world, seed, family)
         template = rng.choice(templates_for(family, p.subtask, heldout=False))
         lines.append(f"Question: {template.render(p.fields)}")
@@ -176,10 +183,31 @@ DOC_KINDS: tuple[tuple[Callable[[random.Random, World, int], str], float], ...] 
 )
 
 
-def documents(rng: random.Random, world: World, seed: int) -> Iterator[str]:
-    """An endless stream of documents drawn from DOC_KINDS."""
-    gens = [g for g, _ in DOC_KINDS]
-    weights = [w for _, w in DOC_KINDS]
+# The task families a document kind renders problems of (kinds not listed: none).
+DOC_FAMILIES = {
+    qa_doc: ("facts",),
+    arithmetic_doc: ("arithmetic",),
+    word_problem_doc: ("word_problem",),
+    puzzle_doc: PUZZLES,
+}
+
+
+def documents(
+    rng: random.Random,
+    world: World,
+    seed: int,
+    heldout_tasks: Collection[str] = DEFAULT_HELDOUT_TASKS,
+) -> Iterator[str]:
+    """An endless stream of documents drawn from DOC_KINDS, none about `heldout_tasks`."""
+    gens, weights = [], []
+    for gen, weight in DOC_KINDS:
+        families = tuple(f for f in DOC_FAMILIES.get(gen, ()) if f not in heldout_tasks)
+        if gen in DOC_FAMILIES and not families:
+            continue  # every family this kind would show is held out
+        if gen is puzzle_doc:
+            gen = functools.partial(puzzle_doc, families=families)
+        gens.append(gen)
+        weights.append(weight)
     while True:
         (gen,) = rng.choices(gens, weights=weights)
         yield gen(rng, world, seed)
