@@ -105,3 +105,9 @@ def test_bad_config_files_are_one_line(tiny_shards, tmp_path, capsys, data, need
     r = cli(capsys, "pretrain", "--config", cfg, "--data", tiny_shards, "--out", tmp_path / "r")
     assert_clean_error(r, "bad.yaml", needle)
     assert not (tmp_path / "r").exists()
+
+
+def test_sample_with_a_prompt_over_the_context_prints_only_the_error(tiny_run, capsys):
+    r = cli(capsys, "sample", "--run", tiny_run, "--prompt", "Anna went to the river. " * 40)
+    assert_clean_error(r, "context")
+    assert r.stdout == ""  # the prompt is not echoed before the error

@@ -107,6 +107,14 @@ VERBS = {
         False,
         "run",
     ),
+    "sft": (
+        (
+            "sft --from {run} --data {tasks} --max-steps 2 --batch-size 2 --seq-len 32 "
+            "--threads 1 --dtype fp32 --quiet"
+        ).split(),
+        False,
+        "run",
+    ),
 }
 SLOW_VERBS = {"eval lineage"}  # their successful run is too long for the "ours" case
 

@@ -63,6 +63,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_config_args(tasks, TaskEvalConfig)
     tasks.set_defaults(func=run_tasks_cmd)
 
+    cmp = sub.add_parser(
+        "compare",
+        help="task accuracies of several `eval tasks --out` folders side by side",
+        description="One column per evaluation folder (NAME=DIR names a column), one row per "
+        "group (overall, task family, difficulty, split, answer mode); --plot writes the bars.",
+    )
+    cmp.add_argument("results", nargs="+", metavar="[NAME=]DIR", help="eval tasks --out folders")
+    cmp.add_argument("--plot", metavar="PNG", help="also write a bar plot here")
+    cmp.set_defaults(func=run_compare_cmd)
+
 
 def run_lineage_cmd(args: argparse.Namespace) -> int:
     from ..config import build_config, overrides_from_args
@@ -91,4 +101,21 @@ def run_tasks_cmd(args: argparse.Namespace) -> int:
     print(compare_results({about["name"]: result}).to_markdown(), end="")
     if args.out:
         print(f"wrote {args.out}/predictions.jsonl, results.json, results.md, accuracy.png")
+    return 0
+
+
+def run_compare_cmd(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ..eval.tasks_report import compare_results, load_task_eval, plot_comparison
+
+    named = []
+    for spec in args.results:
+        name, sep, folder = spec.partition("=")
+        if not sep:
+            name, folder = Path(spec).name, spec
+        named.append((name, load_task_eval(folder)))
+    print(compare_results(named).to_markdown(), end="")
+    if args.plot:
+        print(f"wrote {plot_comparison(named, args.plot)}")
     return 0

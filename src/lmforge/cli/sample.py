@@ -23,7 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     parser = subparsers.add_parser(
         VERB,
-        help="generate text from a pretraining run",
+        help="generate text from a run (a continuation, or a chat reply with --chat)",
         description="Load RUN/tokenizer and the newest checkpoint of RUN (or --step N) and "
         "continue --prompt, streaming the text as it is generated. A sample ends at EOS or "
         "<|end|>, a --stop-token-ids id, a --stop-strings string (cut from the text), or "
@@ -31,6 +31,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--run", required=True, help="run folder written by `lmforge pretrain`")
     parser.add_argument("--prompt", default="", help="text to continue (default: a new document)")
+    parser.add_argument(
+        "--chat",
+        action="store_true",
+        help="send --prompt as a user message through the chat template (an SFT run) and show "
+        "the assistant's reply",
+    )
     parser.add_argument("--step", type=int, help="checkpoint step to load (default: latest)")
     parser.add_argument("--config", metavar="YAML", help="SamplingConfig YAML (flags override it)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
@@ -53,5 +59,8 @@ def run(args: argparse.Namespace) -> int:
     cfg = build_config(
         SamplingConfig, base=SAMPLE_DEFAULTS, yaml_path=args.config, overrides=overrides
     )
-    sample_run(args.run, args.prompt, cfg, step=args.step, device=args.device, compile=args.compile)
+    sample_run(
+        args.run, args.prompt, cfg, step=args.step, device=args.device, compile=args.compile,
+        chat=args.chat,
+    )  # fmt: skip
     return 0

@@ -30,6 +30,7 @@ def _summary(manifest: dict, out: str, seconds: float) -> str:
     lines = [
         f"world: seed {manifest['seed']}, size {manifest['size']}, built in {seconds:.1f} s -> {out}",
         f"  pretrain text: {chars['train']:,} chars train, {chars['val']:,} chars val",
+        f"  held-out task families: {', '.join(manifest.get('heldout_tasks', [])) or 'none'}",
     ]
     for rel, info in files.items():
         if rel.endswith(".jsonl"):

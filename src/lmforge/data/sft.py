@@ -20,6 +20,7 @@ row) is the whole resumable state.
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -165,6 +166,18 @@ class PackedChatBatches:
     @property
     def rows_per_epoch(self) -> int:
         return len(self.plan(0))
+
+    def rows_in_epochs(self, epochs: float) -> int:
+        """Global rows in the first `epochs` passes, a fractional last pass by its share.
+
+        Each epoch packs its own shuffle, so epochs can differ by a row or two; this
+        counts each one's own rows (`--epochs 2` ends exactly at the end of epoch 2).
+        """
+        whole = int(epochs)
+        rows = sum(len(self.plan(e)) for e in range(whole))
+        if epochs > whole:
+            rows += math.ceil((epochs - whole) * len(self.plan(whole)))
+        return rows
 
     @property
     def epoch(self) -> float:

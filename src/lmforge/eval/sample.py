@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
-from ..common import pick_device
+from ..common import LmforgeError, pick_device
 from ..inference.sampling import SamplingConfig, truncate_at_stop
 from ..runs import load_run
 
@@ -81,6 +81,7 @@ def sample_run(
     device: str = "auto",
     compile: bool = False,
     out: TextIO | None = None,
+    chat: bool = False,
     **fields,
 ) -> list[str]:
     """``cfg.n`` continuations of `prompt` (sharing one prefill), streamed to `out` (stdout).
@@ -89,6 +90,8 @@ def sample_run(
     ``n=``, ``seed=``, any SamplingConfig field) override it. A sample ends at the
     tokenizer's EOS or ``<|end|>`` (`default_stop_ids`), at ``cfg.stop_token_ids``,
     or before a stop string. Returns prompt + new text of each sample, as shown.
+    With ``chat``, `prompt` is a user message rendered through the chat template
+    (`tokenizers.chat`), and only the assistant's reply is shown and returned.
     """
     from ..config import build_config
     from ..inference.engine import default_stop_ids, stream_generate
@@ -97,15 +100,28 @@ def sample_run(
     out = out or sys.stdout
     opened = load_run(run, step, device=pick_device(device), need="decoder")
     model, tok = opened.model, opened.tokenizer
-    # An empty prompt starts a new document, as training saw them begin (after EOS).
-    ids = tok.encode(prompt) if prompt else []
-    if not prompt or not ids:
-        ids = [tok.eos_id if tok.eos_id is not None else 0] + ids
-    printer = _Printer(out, prompt, cfg.n, list(cfg.stop_strings))
+    if chat:
+        from ..tokenizers.chat import generation_prompt
+
+        ids = generation_prompt(tok, [{"role": "user", "content": prompt}])
+    else:
+        # An empty prompt starts a new document, as training saw them begin (after EOS).
+        ids = tok.encode(prompt) if prompt else []
+        if not prompt or not ids:
+            ids = [tok.eos_id if tok.eos_id is not None else 0] + ids
+    context = getattr(getattr(model, "config", None), "block_size", None)
+    if context is not None and len(ids) >= context:
+        # Checked before anything is printed, so the error is a line of its own.
+        raise LmforgeError(
+            f"the prompt has {len(ids)} tokens but the model's context is {context}; shorten "
+            "it to leave room for new tokens"
+        )
+    shown = "" if chat else prompt
+    printer = _Printer(out, shown, cfg.n, list(cfg.stop_strings))
     events = stream_generate(
         model, [ids], cfg, tokenizer=tok, pad_id=tok.pad_id or 0,
         stop_ids=[default_stop_ids(tok)], compile=compile,
     )  # fmt: skip
     for ev in events:
         printer.add(ev.row, ev.text_delta, ev.token is None)
-    return [prompt + t for t in printer.texts]
+    return [shown + t for t in printer.texts]

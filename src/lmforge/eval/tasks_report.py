@@ -256,3 +256,20 @@ def _summary(result: TaskEvalResult, about: Mapping[str, Any] | None) -> str:
     if result.too_long:
         parts.append(f"{result.too_long} prompts longer than the context ({cfg.too_long}).")
     return "\n".join(parts)
+
+
+def load_task_eval(folder: str | Path) -> TaskEvalResult:
+    """An evaluation folder written by `write_task_eval`, read back (results + predictions)."""
+    path = Path(folder)
+    if not is_task_eval_folder(path):
+        raise LmforgeError(
+            f"{path}: not a folder written by `lmforge eval tasks --out` (no {RESULTS_FILE} of "
+            "that kind)"
+        )
+    doc = json.loads((path / RESULTS_FILE).read_text(encoding="utf-8"))
+    preds = [
+        json.loads(line)
+        for line in (path / PREDICTIONS_FILE).read_text(encoding="utf-8").splitlines()
+        if line.strip()
+    ]
+    return TaskEvalResult.from_dict(doc, preds)

@@ -22,11 +22,11 @@ from typing import Any
 
 import torch
 
-from ..common import ConfigError, print0, seed_everything
+from ..common import ConfigError, dist_info, print0, seed_everything
 from ..config import save_config
 from ..runs import RunLayout
 from ..train import distributed as D
-from ..train.loop import TrainResult, train
+from ..train.loop import TrainResult, budget_spent, state_counters, train
 from ..train.sft import SFTObjective
 from .base import StageStart, check_fits_memory, start_stage
 from .sft_config import SFTConfig
@@ -45,6 +45,28 @@ def read_conversations(cfg: SFTConfig, paths: list[str]) -> tuple[list[Any], str
         return mix.conversations, mix.report()
     got = read_instructions(paths, fmt=cfg.fmt, skip_bad_lines=cfg.skip_bad_lines)
     return got.conversations, got.summary()
+
+
+def data_inputs(paths: list[str]) -> tuple[tuple[str, str], ...]:
+    """What `--out` may not overlap: each data path and, for a mixture YAML, its sources
+    too (a run written into a data folder would be read back as data: folders and `**`
+    globs are read recursively, and metrics.jsonl is a .jsonl file)."""
+    from ..data.instructions import load_mixture_spec
+
+    found = list(paths)
+    for p in paths:
+        if p.endswith((".yaml", ".yml")):
+            found += [src.path for src in load_mixture_spec(p).sources]
+    return tuple(("data", _recursive_root(p)) for p in found)
+
+
+def _recursive_root(path: str) -> str:
+    """The folder a recursive glob searches ("d/**/*.jsonl" -> "d"); any other path as is."""
+    parts = Path(path).parts
+    if "**" not in parts:
+        return path
+    i = next(i for i, part in enumerate(parts) if any(ch in part for ch in "*?["))
+    return str(Path(*parts[:i])) if i else "."
 
 
 def split_val(convs: list[Any], fraction: float, seed: int) -> tuple[list[Any], list[Any]]:
@@ -85,16 +107,56 @@ def sft(cfg: SFTConfig, *, resume: bool = False) -> TrainResult:
     """Fine-tune as `cfg` says (continuing RUN/latest with `resume`); returns the loop's result."""
     if not resume and not cfg.init_from:
         raise ConfigError("init_from", "required: the run to fine-tune (`--from RUN`)")
-    inputs = tuple(("data", d) for d in [*cfg.data, *cfg.val_data])
-    start = start_stage(cfg, resume=resume, need="transformer-decoder", inputs=inputs)
+    inputs = data_inputs([*cfg.data, *cfg.val_data])
+    # With --epochs the step budget is known only once the data is packed (`_prepare`), so
+    # the spent-budget check of a resume must not use the max_steps of the earlier session
+    # (`--resume --epochs 2` of a 1-epoch run trains on).
+    check = dataclasses.replace(cfg, max_steps=None) if cfg.epochs is not None else cfg
+    start = start_stage(check, resume=resume, need="transformer-decoder", inputs=inputs)
+    # Before the lock: bad data or a finished run leaves the folder untouched (and --force
+    # empties an old run only once the new one is known to start).
+    prep = _prepare(cfg, start)
+    if start.complete is not None:
+        # With --epochs set (here or in the run's config), it decides the steps.
+        more = "--epochs" if cfg.epochs is not None else "--max-steps"
+        print0(
+            f"sft: {cfg.out} is complete (step {start.resume.step}, {start.complete} reached); "
+            f"nothing to do — raise {more} to train further"
+        )
+        return start.completed_result()
     with start:
-        return _sft(cfg, start)
+        ctx = D.init_distributed(prep.cfg.device, prep.cfg.parallel)
+        if prep.cfg.threads:
+            torch.set_num_threads(prep.cfg.threads)
+        try:
+            return _run(prep, ctx, start)
+        finally:
+            D.shutdown()
 
 
-def _sft(cfg: SFTConfig, start: StageStart) -> TrainResult:
-    from ..data.sft import render_examples
+@dataclasses.dataclass
+class _Prepared:
+    """What training starts from: the config (steps set by --epochs), model, tokenizer, data."""
 
-    out = Path(cfg.out)
+    cfg: SFTConfig
+    arch: str
+    mcfg: Any
+    tok: Any
+    parent_sd: dict[str, Any] | None
+    seq_len: int
+    pad_id: int
+    train_ex: list[Any]
+    val_ex: list[Any]
+    stats: Any
+    val_stats: Any
+    data_summary: str
+
+
+def _prepare(cfg: SFTConfig, start: StageStart) -> _Prepared:
+    """Model, tokenizer and rendered data; `--epochs` turned into steps, and (on resume)
+    whether the run's budget is already spent (`start.complete`)."""
+    from ..data.sft import PackedChatBatches, render_examples
+
     arch, mcfg, tok, parent_sd = _model_and_tokenizer(cfg, start)
     seq_len = cfg.seq_len or mcfg.block_size
     if seq_len > mcfg.block_size:
@@ -110,44 +172,35 @@ def _sft(cfg: SFTConfig, start: StageStart) -> TrainResult:
     train_ex, stats = render_examples(tok, train_convs, seq_len)
     val_ex, val_stats = render_examples(tok, val_convs, seq_len) if val_convs else ([], None)
     check_fits_memory(arch, mcfg, cfg.batch_size, seq_len, cfg.device)
-    if start.complete is not None:
-        print0(
-            f"sft: {out} is complete (step {start.resume.step}, {start.complete} reached); "
-            "nothing to do — raise --max-steps (or --epochs) to train further"
-        )
-        return start.completed_result()
-    ctx = D.init_distributed(cfg.device, cfg.parallel)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    try:
-        return _run(cfg, ctx, start, arch, mcfg, tok, parent_sd, seq_len, train_ex, val_ex,
-                    stats, val_stats, data_summary)  # fmt: skip
-    finally:
-        D.shutdown()
+    pad = tok.pad_id if tok.pad_id is not None else tok.eos_id
+    plan = PackedChatBatches(train_ex, cfg.batch_size, seq_len, pad_id=pad, seed=cfg.seed)
+    if cfg.epochs is not None:
+        per_step = cfg.batch_size * cfg.grad_accum * dist_info()[2]
+        steps = max(1, math.ceil(plan.rows_in_epochs(cfg.epochs) / per_step))
+        cfg = dataclasses.replace(cfg, max_steps=steps)
+        if start.resume is not None and start.complete is None:
+            start.complete = budget_spent(state_counters(start.resume.state), cfg)
+    return _Prepared(cfg, arch, mcfg, tok, parent_sd, seq_len, pad, train_ex, val_ex, stats,
+                     val_stats, data_summary)  # fmt: skip
 
 
-def _run(cfg, ctx, start, arch, mcfg, tok, parent_sd, seq_len, train_ex, val_ex, stats,
-         val_stats, data_summary) -> TrainResult:  # fmt: skip
+def _run(p: _Prepared, ctx: Any, start: StageStart) -> TrainResult:
     from ..data.sft import PackedChatBatches
     from ..eval.perplexity import mean_loss
     from ..models import build_model
 
+    cfg, arch, mcfg, tok, seq_len, pad = p.cfg, p.arch, p.mcfg, p.tok, p.seq_len, p.pad_id
+    stats, val_stats, parent_sd, val_ex = p.stats, p.val_stats, p.parent_sd, p.val_ex
     out = Path(cfg.out)
-    pad = tok.pad_id if tok.pad_id is not None else tok.eos_id
     batches = PackedChatBatches(
-        train_ex, cfg.batch_size, seq_len, pad_id=pad, seed=cfg.seed, rank=ctx.rank,
+        p.train_ex, cfg.batch_size, seq_len, pad_id=pad, seed=cfg.seed, rank=ctx.rank,
         world_size=ctx.world_size,
     )  # fmt: skip
-    if cfg.epochs is not None:
-        per_step = cfg.batch_size * cfg.grad_accum * ctx.world_size
-        cfg = dataclasses.replace(
-            cfg, max_steps=max(1, math.ceil(cfg.epochs * batches.rows_per_epoch / per_step))
-        )
     seed_everything(cfg.seed)
     model = build_model(arch, mcfg)
     if parent_sd is not None:
         model.load_state_dict(parent_sd)
-    n_params = sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
+    n_params = sum(w.numel() for w in {id(w): w for w in model.parameters()}.values())
     layout = RunLayout(out)
     if ctx.is_main:
         out.mkdir(parents=True, exist_ok=True)
@@ -205,7 +258,7 @@ def _run(cfg, ctx, start, arch, mcfg, tok, parent_sd, seq_len, train_ex, val_ex,
         write_sft_report(
             out, config=cfg, arch=arch, n_params=n_params, result=result, stats=stats,
             val_stats=val_stats, rows_per_epoch=batches.rows_per_epoch, seq_len=seq_len,
-            data_summary=data_summary, parent=parent_info, wall_s=time.perf_counter() - t0,
+            data_summary=p.data_summary, parent=parent_info, wall_s=time.perf_counter() - t0,
         )  # fmt: skip
         val = f", val loss {result.val['val_loss']:.4f}" if "val_loss" in result.val else ""
         print0(
