@@ -15,14 +15,14 @@ the same torch threads:
   block-diagonal mask), `assistant_only_loss=True` through the exported chat
   template with `{% generation %}` marks (lmforge's token ids and loss mask
   exactly: checked at start-up), its default `chunked_nll` loss;
-* TRL `SFTTrainer` with `packing=False` ("TRL padded"): one conversation per row,
-  padded to the longest in the batch, as many conversations per step as lmforge's
-  packed rows hold. Not asked for by the issue; it is TRL's fastest correct
-  configuration on a CPU, so the ratio against it is reported too.
+* with `--padded`, also TRL `SFTTrainer` with `packing=False` ("TRL padded"): one
+  conversation per row, padded to the longest in the batch, as many conversations
+  per step as lmforge's packed rows hold: TRL's other correct configuration
+  (no flattened sequence; padding instead).
 
 The lmforge model is exported with `lmforge.export.hf.export_hf`; TRL loads that
 folder (weights and tokenizer), so both start from identical weights. Rounds are
-interleaved (lmforge, TRL, TRL padded, then again) so that load from other jobs
+interleaved (lmforge, TRL, [TRL padded,] then again) so that load from other jobs
 on a shared machine hits all of them alike; each step is timed from one batch
 request to the next (data, forward, backward, optimizer, logging), and rates are
 medians over the timed steps of all rounds, after `--warmup` untimed steps per
@@ -31,7 +31,8 @@ trained targets. Loss: each side's model after the same number of conversations
 (TRL runs until it has seen at least as many as lmforge; its steps hold slightly
 more of them), scored by the same code on instructions/val.jsonl. The step is
 then split into forward, backward and optimizer for each side, and a floor is
-timed: the lmforge step's matrix products and attention alone.
+timed: the lmforge step's matrix products and attention alone, and the CPU's
+fp32 matmul rate (best 2048² product) to compare machines by.
 
 Install the peer into its own virtual environment (TRL is not a dependency of
 lmforge; this keeps the project's pins untouched):
@@ -83,6 +84,7 @@ import torch  # noqa: E402
 
 MODEL = dict(n_layer=6, n_head=4, d_model=256, dropout=0.0, tie_embeddings=True)
 VOCAB = 2048  # BPE on the world's pretraining text
+VAL = 256  # validation conversations scored after training
 
 
 @dataclasses.dataclass
@@ -103,7 +105,11 @@ class Setup:
 
 @dataclasses.dataclass
 class StepLog:
-    """Per optimizer step: seconds, non-pad tokens, trained (assistant) tokens, conversations, loss."""
+    """Per optimizer step: non-pad tokens, trained (assistant) tokens, conversations, loss.
+
+    `seconds[k]` is step k's duration, known for every step but the last (a step
+    ends where the next one asks for its batch), so `seconds` is one shorter.
+    """
 
     seconds: list[float] = dataclasses.field(default_factory=list)
     tokens: list[int] = dataclasses.field(default_factory=list)
@@ -140,12 +146,15 @@ def prepare(work: Path, seq_len: int, batch: int) -> Setup:
     world = work / "world"
     if not (world / "manifest.json").exists():
         build_world(WorldConfig(out=str(world), size="small", seed=0, force=True))
-    tok = train_tokenizer(TokenizerConfig(kind="bpe", vocab_size=VOCAB), [world / "pretrain/train.txt"])
+    tok = train_tokenizer(
+        TokenizerConfig(kind="bpe", vocab_size=VOCAB), [world / "pretrain/train.txt"]
+    )
     torch.manual_seed(0)
     model = build_model("llama", dict(vocab_size=tok.vocab_size, block_size=seq_len, **MODEL))
     hf_dir = export_hf(model, tok, work / "hf", force=True)
     train_convs = read_instructions([world / "instructions/train.jsonl"]).conversations
-    val_convs = read_instructions([world / "instructions/val.jsonl"]).conversations
+    # The first VAL conversations of val.jsonl (its families are interleaved): ~12k tokens.
+    val_convs = read_instructions([world / "instructions/val.jsonl"]).conversations[:VAL]
     train_ex, _ = render_examples(tok, train_convs, seq_len)
     val_ex, _ = render_examples(tok, val_convs, seq_len)
     pad = tok.pad_id if tok.pad_id is not None else tok.eos_id
@@ -193,7 +202,9 @@ def check_parity(setup: Setup, model: torch.nn.Module, n: int = 200) -> dict[str
         )
         same += out["input_ids"] == ex.ids and out["assistant_masks"] == ex.loss_mask
     if same != n:
-        raise SystemExit(f"sft benchmark: HF's chat template differs from lmforge's on {n - same}/{n}")
+        raise SystemExit(
+            f"sft benchmark: HF's chat template differs from lmforge's on {n - same}/{n}"
+        )
     # One conversation through both models: the exported weights compute the same loss.
     ex = setup.train_ex[0]
     b = collate_rows([ex], [[0]], len(ex.ids) - 1, setup.pad)
@@ -203,7 +214,9 @@ def check_parity(setup: Setup, model: torch.nn.Module, n: int = 200) -> dict[str
         labels = torch.tensor([ex.ids]).masked_fill(torch.tensor([ex.loss_mask]) == 0, -100)
         theirs = hf(input_ids=torch.tensor([ex.ids]), labels=labels).loss
     if abs(ours.item() - theirs.item()) > 1e-4:
-        raise SystemExit(f"sft benchmark: loss {ours.item():.6f} (lmforge) != {theirs.item():.6f} (HF)")
+        raise SystemExit(
+            f"sft benchmark: loss {ours.item():.6f} (lmforge) != {theirs.item():.6f} (HF)"
+        )
     return {"conversations_checked": n, "lmforge_loss": ours.item(), "hf_loss": theirs.item()}
 
 
@@ -264,7 +277,7 @@ def train_config(args, steps: int):
 
 
 def run_lmforge(setup: Setup, args, steps: int) -> tuple[StepLog, dict[str, torch.Tensor]]:
-    """`steps` + 1 optimizer steps through lmforge's loop; (log of the first `steps`, weights)."""
+    """`steps` + 1 optimizer steps through lmforge's loop; (their log, the trained weights)."""
     from lmforge.data.sft import PackedChatBatches
     from lmforge.models import build_model
     from lmforge.train.hooks import LoopHook
@@ -284,8 +297,6 @@ def run_lmforge(setup: Setup, args, steps: int) -> tuple[StepLog, dict[str, torc
     train(model, SFTObjective(), src, train_config(args, steps + 1), run_dir=None, hooks=[Losses()])
     st = src.stamps  # st[k]: start of step k; the extra last step closes step `steps - 1`
     log.seconds = [st[k + 1] - st[k] for k in range(steps)]
-    for f in ("tokens", "targets", "convs", "losses"):
-        setattr(log, f, getattr(log, f)[:steps])
     return log, {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
@@ -295,7 +306,7 @@ def run_trl(
 ) -> tuple[StepLog, Any]:
     """TRL SFTTrainer for at least `steps` + 1 steps (and until `until_convs` conversations)."""
     from datasets import Dataset
-    from transformers import TrainerCallback
+    from transformers import PrinterCallback, TrainerCallback
     from trl import SFTConfig, SFTTrainer
 
     log = StepLog()
@@ -337,12 +348,10 @@ def run_trl(
         model=hf_model(setup), args=cfg, train_dataset=ds, processing_class=hf_tokenizer(setup),
         callbacks=[Clock()],
     )  # fmt: skip
+    trainer.remove_callback(PrinterCallback)  # it prints every step's log dict
     trainer.train()
     log.losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-    n = len(stamps) - 1
-    log.seconds = [stamps[k + 1] - stamps[k] for k in range(n)]
-    for f in ("tokens", "targets", "convs", "losses"):
-        setattr(log, f, getattr(log, f)[:n])
+    log.seconds = [stamps[k + 1] - stamps[k] for k in range(len(stamps) - 1)]
     return log, trainer.model
 
 
@@ -358,7 +367,9 @@ def split_lmforge(setup: Setup, args, reps: int) -> dict[str, float]:
     model.load_state_dict(setup.init_state)
     opt = build_optimizer(model, args.lr, 0.1, (0.9, 0.95))
     src = PackedChatBatches(setup.train_ex, args.batch, args.seq_len, pad_id=setup.pad, seed=1)
-    return _split(lambda b: SFTObjective().compute_loss(model, b).loss_sum, src.next_batch, opt, reps)
+    return _split(
+        lambda b: SFTObjective().compute_loss(model, b).loss_sum, src.next_batch, opt, reps
+    )
 
 
 def split_trl(setup: Setup, args, reps: int, *, packing: bool, rows: int) -> dict[str, float]:
@@ -444,6 +455,9 @@ def summary(name: str, log: StepLog) -> dict[str, Any]:
         "step_s_median": statistics.median(log.seconds),
         "tok_s": median_rate(log.tokens, log.seconds),
         "assistant_tok_s": median_rate(log.targets, log.seconds),
+        # The fastest step: on a shared machine load only slows a step down.
+        "tok_s_best_step": max(t / s for t, s in zip(log.tokens, log.seconds)),
+        "step_s_all": [round(x, 4) for x in log.seconds],
         "tokens_per_step": statistics.mean(log.tokens),
         "assistant_tokens_per_step": statistics.mean(log.targets),
         "conversations_per_step": statistics.mean(log.convs),
@@ -454,12 +468,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seq-len", type=int, default=256, help="tokens per row (model context)")
     ap.add_argument("--batch", type=int, default=8, help="rows per step")
-    ap.add_argument("--steps", type=int, default=8, help="timed steps per round and side")
+    ap.add_argument("--steps", type=int, default=5, help="timed steps per round and side")
     ap.add_argument("--warmup", type=int, default=2, help="untimed steps first, per round")
-    ap.add_argument("--rounds", type=int, default=2, help="interleaved rounds")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds")
     ap.add_argument("--threads", type=int, default=2, help="torch threads, both sides")
     ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--no-padded", action="store_true", help="skip the TRL padded row")
+    ap.add_argument("--padded", action="store_true", help="also time TRL with packing=False")
     ap.add_argument("--work", help="folder for the world, tokenizer and export (default: temp)")
     ap.add_argument("--tag", default="", help="suffix of the result file (sft_<tag>.json)")
     ap.add_argument("--quick", action="store_true", help="smoke run: 1 round, 2 steps, no JSON")
@@ -477,6 +491,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore")
     transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
     logging.getLogger("trl").setLevel(logging.ERROR)
     import datasets
 
@@ -497,7 +512,7 @@ def main() -> None:
           f"on {setup.parity['conversations_checked']}, same initial loss "
           f"({setup.parity['lmforge_loss']:.5f} vs {setup.parity['hf_loss']:.5f})", flush=True)  # fmt: skip
 
-    variants = ["lmforge", "TRL packed"] + ([] if args.no_padded else ["TRL padded"])
+    variants = ["lmforge", "TRL packed"] + (["TRL padded"] if args.padded else [])
     timed = {v: StepLog() for v in variants}
     last: dict[str, StepLog] = {}
     states: dict[str, dict[str, torch.Tensor]] = {}
@@ -509,7 +524,7 @@ def main() -> None:
         rows_padded = rows_padded or round(statistics.mean(lm.convs))
         tp, tp_model = run_trl(setup, args, n, packing=True, rows=args.batch, until_convs=convs)
         got = {"lmforge": lm, "TRL packed": tp}
-        if not args.no_padded:
+        if args.padded:
             pd, pd_model = run_trl(
                 setup, args, n, packing=False, rows=rows_padded, until_convs=convs
             )
@@ -518,7 +533,7 @@ def main() -> None:
             timed[v].extend(log.timed(args.warmup, args.steps))
         last = got
         states = {"lmforge": lm_state, "TRL packed": hf_to_lmforge_state(setup, tp_model)}
-        if not args.no_padded:
+        if args.padded:
             states["TRL padded"] = hf_to_lmforge_state(setup, pd_model)
         print(f"round {r + 1}/{args.rounds}: " + ", ".join(
             f"{v} {statistics.median(log.seconds[args.warmup:]):.2f} s/step" for v, log in got.items()
@@ -527,9 +542,12 @@ def main() -> None:
     reps = 2 if args.quick else 4
     split = {"lmforge": split_lmforge(setup, args, reps),
              "TRL packed": split_trl(setup, args, reps, packing=True, rows=args.batch)}  # fmt: skip
-    if not args.no_padded:
+    if args.padded:
         split["TRL padded"] = split_trl(setup, args, reps, packing=False, rows=rows_padded)
     floor_s = step_floor_s(setup, args, reps)
+    n2 = 2048
+    a, b = torch.randn(n2, n2), torch.randn(n2, n2)
+    gflops = 2 * n2**3 / best_time(lambda: a @ b, 5, warmup=1) / 1e9
     val0 = val_loss(setup, setup.init_state)
     results = []
     for v in variants:
@@ -558,7 +576,8 @@ def main() -> None:
                  f"{floor_s:.2f}", "-", f"{lm['tokens_per_step']:,.0f}", "-", "-", "-"])  # fmt: skip
     print(f"{args.batch} rows × {args.seq_len} tokens per step, lr {args.lr}, fp32, "
           f"{torch.get_num_threads()} threads; medians over {args.rounds} rounds × {args.steps} "
-          f"timed steps after {args.warmup} warm-up steps; val loss of the initial model {val0:.4f}")  # fmt: skip
+          f"timed steps after {args.warmup} warm-up steps; fp32 2048² matmul {gflops:,.0f} "
+          f"GFLOP/s; val loss of the initial model {val0:.4f}")  # fmt: skip
     print_table(["impl", "tok/s", "assistant tok/s", "s/step", "fwd / bwd / opt s",
                  "tokens/step", "conversations seen", "train loss (last 3)", "val loss"], rows)  # fmt: skip
     ratios = {
@@ -583,6 +602,7 @@ def main() -> None:
             },
             "parity": setup.parity,
             "val_loss_initial": val0,
+            "matmul_fp32_gflops": gflops,
             "floor_s": floor_s,
             "floor_tok_s": floor_tok_s,
             "ceiling_vs": {v: floor_tok_s / base[v]["tok_s"] for v in variants[1:]},

@@ -571,11 +571,6 @@ def test_a_mixture_yaml_trains(tiny_run, tmp_path, capsys):
     assert open_checkpoint(latest_checkpoint(out)).step == 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="readers accept a system message after the first turn; render_chat then refuses it "
-    "as 'conversation N' (an index into the training split), without the file or line",
-)
 def test_a_system_message_after_the_first_turn_names_its_line(tiny_run, tmp_path, capsys):
     bad = {"messages": [{"role": "user", "content": "hi"}, {"role": "system", "content": "be"},
                         {"role": "assistant", "content": "yo"}]}  # fmt: skip

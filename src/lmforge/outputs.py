@@ -118,6 +118,8 @@ class RunLock:
         self.release()
 
     def acquire(self) -> None:
+        if not self.enabled:  # a non-main torchrun rank: it never writes the folder
+            return
         import fcntl
 
         self.folder.mkdir(parents=True, exist_ok=True)

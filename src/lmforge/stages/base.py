@@ -28,6 +28,7 @@ from ..config import field_
 from ..outputs import RunLock, check_not_overlapping
 from ..runs import Run, RunLayout, load_run, parent_record
 from ..runs.checkpoint import Checkpoint, find_resume_checkpoint, list_checkpoints
+from ..runs.layout import LOCK_NAME
 from ..train.config import TrainConfig
 from ..train.loop import TrainResult, budget_spent, state_counters
 
@@ -126,20 +127,25 @@ def start_stage(
     Use the result as a context manager around the stage's work (the lock).
     """
     out = Path(cfg.out)
-    check_not_overlapping(out, (*inputs, ("parent run", cfg.init_from)))
     layout = RunLayout(out)
-    if out.exists() and not out.is_dir():
-        raise LmforgeError(f"--out {out}: exists and is not a folder; choose another --out")
     existed = out.exists()
-    fresh = not existed or not any(out.iterdir())
+    # Only the main process judges the folder: under torchrun the others look after
+    # it has started writing there.
+    main = is_main_process()
+    if main:
+        check_not_overlapping(out, (*inputs, ("parent run", cfg.init_from)))
+        if existed and not out.is_dir():
+            raise LmforgeError(f"--out {out}: exists and is not a folder; choose another --out")
+    # A lone .lock is what a writer killed before writing anything leaves: still empty.
+    fresh = main and (not existed or {p.name for p in out.iterdir()} <= {LOCK_NAME})
     clear_first = False
-    if not fresh and not layout.made_by_lmforge():
+    if main and not fresh and not layout.made_by_lmforge():
         raise LmforgeError(
             f"--out {out}: exists and is not an lmforge run folder; lmforge replaces only what "
             "it wrote, even with --force; choose a new or empty --out"
         )
     ckpt = find_resume_checkpoint(out) if resume else None
-    if not resume and not fresh:
+    if main and not resume and not fresh:
         if not cfg.force:
             what = "checkpoints" if list_checkpoints(out) else "a run with no checkpoint yet"
             raise LmforgeError(

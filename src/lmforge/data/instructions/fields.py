@@ -99,6 +99,11 @@ def make_conversation(
             )
         if not isinstance(content, str):
             raise RecordError(f"{field}.content", f"must be a string, got {json_type(content)}")
+        if role == "system" and messages:
+            raise RecordError(
+                f"{field}.role",
+                "a system message is only allowed as the first message; merge it into the first",
+            )
         messages.append(Message(role, content))
     if not any(m.role == "assistant" and m.content.strip() for m in messages):
         raise RecordError(what, "has no assistant turn with content (nothing to learn from)")
