@@ -26,10 +26,13 @@ interleaved (lmforge, TRL, [TRL padded,] then again) so that load from other job
 on a shared machine hits all of them alike; each step is timed from one batch
 request to the next (data, forward, backward, optimizer, logging), and rates are
 medians over the timed steps of all rounds, after `--warmup` untimed steps per
-round. Tokens/s counts every non-pad token in the batch; assistant tokens/s the
-trained targets. Loss: each side's model after the same number of conversations
-(TRL runs until it has seen at least as many as lmforge; its steps hold slightly
-more of them), scored by the same code on instructions/val.jsonl. The step is
+round; each round has its own data order (seed = round), the same for both sides.
+Tokens/s counts every non-pad token in the batch; assistant tokens/s the trained
+targets. Loss: in the last round lmforge trains on for `--loss-steps` steps and
+TRL until it has seen at least as many conversations (its packing fits a few more
+into a step), and both final models are scored by the same code (lmforge's
+`SFTObjective`, TRL's weights loaded back) on the first 256 conversations of
+instructions/val.jsonl. The step is
 then split into forward, backward and optimizer for each side, and a floor is
 timed: the lmforge step's matrix products and attention alone, and the CPU's
 fp32 matmul rate (best 2048² product) to compare machines by.
@@ -217,7 +220,12 @@ def check_parity(setup: Setup, model: torch.nn.Module, n: int = 200) -> dict[str
         raise SystemExit(
             f"sft benchmark: loss {ours.item():.6f} (lmforge) != {theirs.item():.6f} (HF)"
         )
-    return {"conversations_checked": n, "lmforge_loss": ours.item(), "hf_loss": theirs.item()}
+    return {
+        "conversations_checked": n,
+        "lmforge_loss": ours.item(),
+        "hf_loss": theirs.item(),
+        "parameters": sum(p.numel() for p in model.parameters()),  # the tied matrix once
+    }
 
 
 def val_loss(setup: Setup, state: dict[str, torch.Tensor]) -> float:
@@ -276,7 +284,9 @@ def train_config(args, steps: int):
     )  # fmt: skip
 
 
-def run_lmforge(setup: Setup, args, steps: int) -> tuple[StepLog, dict[str, torch.Tensor]]:
+def run_lmforge(
+    setup: Setup, args, steps: int, seed: int
+) -> tuple[StepLog, dict[str, torch.Tensor]]:
     """`steps` + 1 optimizer steps through lmforge's loop; (their log, the trained weights)."""
     from lmforge.data.sft import PackedChatBatches
     from lmforge.models import build_model
@@ -292,7 +302,7 @@ def run_lmforge(setup: Setup, args, steps: int) -> tuple[StepLog, dict[str, torc
 
     model = build_model("llama", setup.mcfg)
     model.load_state_dict(setup.init_state)
-    inner = PackedChatBatches(setup.train_ex, args.batch, args.seq_len, pad_id=setup.pad, seed=0)
+    inner = PackedChatBatches(setup.train_ex, args.batch, args.seq_len, pad_id=setup.pad, seed=seed)
     src = TimedBatches(inner, setup.pad, log)
     train(model, SFTObjective(), src, train_config(args, steps + 1), run_dir=None, hooks=[Losses()])
     st = src.stamps  # st[k]: start of step k; the extra last step closes step `steps - 1`
@@ -302,7 +312,7 @@ def run_lmforge(setup: Setup, args, steps: int) -> tuple[StepLog, dict[str, torc
 
 # -- TRL ----------------------------------------------------------------------------------
 def run_trl(
-    setup: Setup, args, steps: int, *, packing: bool, rows: int, until_convs: int = 0
+    setup: Setup, args, steps: int, seed: int, *, packing: bool, rows: int, until_convs: int = 0
 ) -> tuple[StepLog, Any]:
     """TRL SFTTrainer for at least `steps` + 1 steps (and until `until_convs` conversations)."""
     from datasets import Dataset
@@ -341,7 +351,7 @@ def run_trl(
         max_grad_norm=1.0, optim="adamw_torch_fused", bf16=False, fp16=False,
         gradient_checkpointing=False, use_cpu=True, packing=packing, max_length=args.seq_len,
         assistant_only_loss=True, report_to="none", save_strategy="no", eval_strategy="no",
-        logging_steps=1, seed=0, data_seed=0, dataloader_num_workers=0, disable_tqdm=True,
+        logging_steps=1, seed=seed, data_seed=seed, dataloader_num_workers=0, disable_tqdm=True,
     )  # fmt: skip
     ds = Dataset.from_list([{"messages": messages(c)} for c in setup.train_convs])
     trainer = Counting(
@@ -471,6 +481,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=5, help="timed steps per round and side")
     ap.add_argument("--warmup", type=int, default=2, help="untimed steps first, per round")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds")
+    ap.add_argument("--loss-steps", type=int, default=20,
+                    help="steps of the last round, whose models' losses are compared")  # fmt: skip
     ap.add_argument("--threads", type=int, default=2, help="torch threads, both sides")
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--padded", action="store_true", help="also time TRL with packing=False")
@@ -487,7 +499,7 @@ def main() -> None:
     import transformers
 
     if args.quick:
-        args.steps, args.warmup, args.rounds = 2, 1, 1
+        args.steps, args.warmup, args.rounds, args.loss_steps = 2, 1, 1, 0
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore")
     transformers.logging.set_verbosity_error()
@@ -507,7 +519,7 @@ def main() -> None:
     t0 = time.perf_counter()
     setup = prepare(work, args.seq_len, args.batch)
     print(f"set-up {time.perf_counter() - t0:.0f} s: vocab {setup.tok.vocab_size}, "
-          f"{sum(v.numel() for v in setup.init_state.values()):,} parameters (tied), "
+          f"{setup.parity['parameters']:,} parameters, "
           f"{len(setup.train_convs):,} conversations; HF chat template = lmforge's ids and mask "
           f"on {setup.parity['conversations_checked']}, same initial loss "
           f"({setup.parity['lmforge_loss']:.5f} vs {setup.parity['hf_loss']:.5f})", flush=True)  # fmt: skip
@@ -519,14 +531,17 @@ def main() -> None:
     n = args.warmup + args.steps
     rows_padded = 0
     for r in range(args.rounds):
-        lm, lm_state = run_lmforge(setup, args, n)
+        # Each round its own data order (more distinct batches); the last one trains on for
+        # --loss-steps steps, and its models are the ones scored.
+        k = n if r < args.rounds - 1 else max(n, args.loss_steps)
+        lm, lm_state = run_lmforge(setup, args, k, seed=r)
         convs = sum(lm.convs)
         rows_padded = rows_padded or round(statistics.mean(lm.convs))
-        tp, tp_model = run_trl(setup, args, n, packing=True, rows=args.batch, until_convs=convs)
+        tp, tp_model = run_trl(setup, args, n, r, packing=True, rows=args.batch, until_convs=convs)
         got = {"lmforge": lm, "TRL packed": tp}
         if args.padded:
             pd, pd_model = run_trl(
-                setup, args, n, packing=False, rows=rows_padded, until_convs=convs
+                setup, args, n, r, packing=False, rows=rows_padded, until_convs=convs
             )
             got["TRL padded"] = pd
         for v, log in got.items():
@@ -536,7 +551,7 @@ def main() -> None:
         if args.padded:
             states["TRL padded"] = hf_to_lmforge_state(setup, pd_model)
         print(f"round {r + 1}/{args.rounds}: " + ", ".join(
-            f"{v} {statistics.median(log.seconds[args.warmup:]):.2f} s/step" for v, log in got.items()
+            f"{v} {statistics.median(log.seconds[args.warmup:n]):.2f} s/step" for v, log in got.items()
         ), flush=True)  # fmt: skip
 
     reps = 2 if args.quick else 4
@@ -569,7 +584,7 @@ def main() -> None:
             s["impl"], f"{s['tok_s']:,.0f}", f"{s['assistant_tok_s']:,.0f}",
             f"{s['step_s_median']:.2f}",
             f"{sp['forward']:.2f} / {sp['backward']:.2f} / {sp['optimizer']:.3f}",
-            f"{s['tokens_per_step']:,.0f}", f"{s['conversations_seen']:,}",
+            f"{s['tokens_per_step']:,.0f}", f"{s['conversations_seen']:,} ({s['steps_run']})",
             f"{s['train_loss_last_3']:.3f}", f"{s['val_loss']:.4f}",
         ])  # fmt: skip
     rows.append(["floor: lmforge step's matmuls + attention", f"{floor_tok_s:,.0f}", "-",
@@ -579,7 +594,7 @@ def main() -> None:
           f"timed steps after {args.warmup} warm-up steps; fp32 2048² matmul {gflops:,.0f} "
           f"GFLOP/s; val loss of the initial model {val0:.4f}")  # fmt: skip
     print_table(["impl", "tok/s", "assistant tok/s", "s/step", "fwd / bwd / opt s",
-                 "tokens/step", "conversations seen", "train loss (last 3)", "val loss"], rows)  # fmt: skip
+                 "tokens/step", "conversations (steps)", "train loss (last 3)", "val loss"], rows)  # fmt: skip
     ratios = {
         v: {
             "tok_s": lm["tok_s"] / base[v]["tok_s"],
@@ -596,7 +611,8 @@ def main() -> None:
             "config": {
                 "model": {**MODEL, "vocab_size": setup.tok.vocab_size, "block_size": args.seq_len},
                 "seq_len": args.seq_len, "batch_rows": args.batch, "steps": args.steps,
-                "warmup": args.warmup, "rounds": args.rounds, "lr": args.lr,
+                "warmup": args.warmup, "rounds": args.rounds, "loss_steps": args.loss_steps,
+                "lr": args.lr,
                 "threads": torch.get_num_threads(), "trl": trl.__version__,
                 "transformers": transformers.__version__, "trl_padded_rows": rows_padded,
             },

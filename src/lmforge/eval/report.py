@@ -39,6 +39,25 @@ def _flat(d: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
     return out
 
 
+def _result_rows(
+    res: dict[str, Any], n_params: int, wall_s: float, tokens: str, loss: str
+) -> list[tuple[str, Any]]:
+    """The rows every stage report's Result table starts with (`tokens`: what counts)."""
+    val = res.get("val") or {}
+    return [
+        ("parameters", n_params),
+        ("steps", res["step"]),
+        (f"{tokens} (all steps)", res["tokens_seen"]),
+        ("stopped by", res["stop_reason"]),
+        (f"final train loss{loss}", res["train_loss"]),
+        ("final validation loss", val.get("val_loss", "n/a")),
+        ("best validation loss", res.get("best_val_loss") or "n/a"),
+        ("training time (s)", res["elapsed_s"]),
+        ("this session's wall time (s)", wall_s),
+        (f"throughput ({tokens}/s, last window)", res.get("tok_per_s") or "n/a"),
+    ]
+
+
 def write_pretrain_report(
     run_dir: str | Path,
     *,
@@ -63,18 +82,9 @@ def write_pretrain_report(
         "",
         _table(
             [
-                ("parameters", n_params),
-                ("steps", res["step"]),
-                ("tokens seen", res["tokens_seen"]),
-                ("stopped by", res["stop_reason"]),
-                ("final train loss", res["train_loss"]),
-                ("final validation loss", val.get("val_loss", "n/a")),
-                ("best validation loss", res.get("best_val_loss") or "n/a"),
+                *_result_rows(res, n_params, wall_s, "tokens", ""),
                 ("validation perplexity", val.get("val_ppl", "n/a")),
                 ("validation bits per byte", val.get("val_bpb", "n/a")),
-                ("training time (s)", res["elapsed_s"]),
-                ("this session's wall time (s)", wall_s),
-                ("throughput (tokens/s, last window)", res.get("tok_per_s") or "n/a"),
                 ("skipped non-finite steps", res.get("nan_skipped", 0)),
             ]
         ),
@@ -136,7 +146,6 @@ def write_sft_report(
     """Write RUN/report.md for an SFT run (atomically): what was trained on, and how far."""
     run = Path(run_dir)
     res = dataclasses.asdict(result)
-    val = res.get("val") or {}
     packed = rows_per_epoch * seq_len
     lines = [
         f"# SFT report: {arch}",
@@ -148,16 +157,8 @@ def write_sft_report(
         "",
         _table(
             [
-                ("parameters", n_params),
-                ("steps", res["step"]),
-                ("assistant tokens trained (all steps)", res["tokens_seen"]),
-                ("stopped by", res["stop_reason"]),
-                ("final train loss (per assistant token)", res["train_loss"]),
-                ("final validation loss", val.get("val_loss", "n/a")),
-                ("best validation loss", res.get("best_val_loss") or "n/a"),
-                ("training time (s)", res["elapsed_s"]),
-                ("this session's wall time (s)", wall_s),
-                ("throughput (assistant tokens/s, last window)", res.get("tok_per_s") or "n/a"),
+                *_result_rows(res, n_params, wall_s, "assistant tokens trained", " (per token)"),
+                ("skipped non-finite steps", res.get("nan_skipped", 0)),
             ]
         ),
         "",

@@ -228,3 +228,27 @@ def check_fits_memory(arch: str, mcfg: Any, batch_size: int, seq_len: int, devic
         f"machine has {have / gib:,.1f} GiB; lower --model.block-size, --model.d-model, "
         "--batch-size or --seq-len (`lmforge model info` shows a model's size)"
     )
+
+
+def build_stage_model(arch: str, mcfg: Any, seed: int, state_dict: dict | None = None):
+    """(model, parameter count): seeded so every rank builds the same weights, then the
+    parent's `state_dict` if given (tied weights counted once)."""
+    from ..common import seed_everything
+    from ..models import build_model
+
+    seed_everything(seed)
+    model = build_model(arch, mcfg)
+    if state_dict is not None:
+        model.load_state_dict(state_dict)
+    n_params = sum(w.numel() for w in {id(w): w for w in model.parameters()}.values())
+    return model, n_params
+
+
+def write_run_files(out: Path, cfg: Any, tok: Any) -> None:
+    """The run folder's config.yaml and tokenizer/ (main process only)."""
+    from ..config import save_config
+
+    layout = RunLayout(out)
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, layout.config)
+    tok.save(layout.tokenizer)

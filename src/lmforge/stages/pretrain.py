@@ -21,14 +21,20 @@ from typing import Any
 
 import torch
 
-from ..common import ConfigError, LmforgeError, print0, seed_everything
-from ..config import save_config
+from ..common import ConfigError, LmforgeError, print0
 from ..runs import RunLayout
 from ..runs.checkpoint import Checkpoint
 from ..train import distributed as D
 from ..train.causal_lm import CausalLMObjective
 from ..train.loop import TrainResult, train
-from .base import StageStart, check_fits_memory, check_parent_tokenizer, start_stage
+from .base import (
+    StageStart,
+    build_stage_model,
+    check_fits_memory,
+    check_parent_tokenizer,
+    start_stage,
+    write_run_files,
+)
 from .pretrain_config import PretrainConfig
 
 STAGE = "pretrain"
@@ -165,19 +171,12 @@ def _parent_model_config(cfg: PretrainConfig, parent: Any) -> tuple[str, Any]:
 def _run(cfg, ctx, out, train_shards, tok, arch, mcfg, seq_len, start: StageStart) -> TrainResult:
     from ..data.batches import BatchReader
     from ..eval.perplexity import bits_per_byte, mean_loss, perplexity
-    from ..models import build_model
 
     ckpt = start.resume
-    seed_everything(cfg.seed)  # the same initial weights on every rank
-    model = build_model(arch, mcfg)
-    if start.parent is not None:
-        model.load_state_dict(start.parent.model.state_dict())
-    n_params = sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
-    layout = RunLayout(out)
+    parent_sd = start.parent.model.state_dict() if start.parent is not None else None
+    model, n_params = build_stage_model(arch, mcfg, cfg.seed, parent_sd)
     if ctx.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, layout.config)
-        tok.save(layout.tokenizer)
+        write_run_files(out, cfg, tok)
         origin = ""
         if ckpt is not None:
             origin = f", resuming from {ckpt.path}"

@@ -22,13 +22,11 @@ from typing import Any
 
 import torch
 
-from ..common import ConfigError, dist_info, print0, seed_everything
-from ..config import save_config
-from ..runs import RunLayout
+from ..common import ConfigError, dist_info, print0
 from ..train import distributed as D
 from ..train.loop import TrainResult, budget_spent, state_counters, train
 from ..train.sft import SFTObjective
-from .base import StageStart, check_fits_memory, start_stage
+from .base import StageStart, build_stage_model, check_fits_memory, start_stage, write_run_files
 from .sft_config import SFTConfig
 
 STAGE = "sft"
@@ -187,7 +185,6 @@ def _prepare(cfg: SFTConfig, start: StageStart) -> _Prepared:
 def _run(p: _Prepared, ctx: Any, start: StageStart) -> TrainResult:
     from ..data.sft import PackedChatBatches
     from ..eval.perplexity import mean_loss
-    from ..models import build_model
 
     cfg, arch, mcfg, tok, seq_len, pad = p.cfg, p.arch, p.mcfg, p.tok, p.seq_len, p.pad_id
     stats, val_stats, parent_sd, val_ex = p.stats, p.val_stats, p.parent_sd, p.val_ex
@@ -196,16 +193,9 @@ def _run(p: _Prepared, ctx: Any, start: StageStart) -> TrainResult:
         p.train_ex, cfg.batch_size, seq_len, pad_id=pad, seed=cfg.seed, rank=ctx.rank,
         world_size=ctx.world_size,
     )  # fmt: skip
-    seed_everything(cfg.seed)
-    model = build_model(arch, mcfg)
-    if parent_sd is not None:
-        model.load_state_dict(parent_sd)
-    n_params = sum(w.numel() for w in {id(w): w for w in model.parameters()}.values())
-    layout = RunLayout(out)
+    model, n_params = build_stage_model(arch, mcfg, cfg.seed, parent_sd)
     if ctx.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, layout.config)
-        tok.save(layout.tokenizer)
+        write_run_files(out, cfg, tok)
         origin = (
             f"resuming from {start.resume.path}"
             if start.resume is not None
