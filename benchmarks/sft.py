@@ -24,9 +24,9 @@ The lmforge model is exported with `lmforge.export.hf.export_hf`; TRL loads that
 folder (weights and tokenizer), so both start from identical weights. Rounds are
 interleaved (lmforge, TRL, [TRL padded,] then again) so that load from other jobs
 on a shared machine hits all of them alike; each step is timed from one batch
-request to the next (data, forward, backward, optimizer, logging), and rates are
-medians over the timed steps of all rounds, after `--warmup` untimed steps per
-round; each round has its own data order (seed = round), the same for both sides.
+request to the next (data, forward, backward, optimizer, logging); a rate is the
+mean count per step over the median step time, both over the timed steps of all
+rounds (after `--warmup` untimed steps per round); each round has its own data order (seed = round), the same for both sides.
 Tokens/s counts every non-pad token in the batch; assistant tokens/s the trained
 targets. Loss: in the last round lmforge trains on for `--loss-steps` steps and
 TRL until it has seen at least as many conversations (its packing fits a few more
@@ -49,7 +49,7 @@ lmforge; this keeps the project's pins untouched):
         matplotlib==3.11.2 tensorboard==2.21.0
     .venv-bench-trl/bin/pip install -e . --no-deps
 
-Run (about 6-8 minutes on 2 cores; `--quick` is a one-minute smoke run that
+Run (about 4 minutes on 2 cores; `--quick` is a 1-2 minute smoke run that
 writes no result):
 
     .venv-bench-trl/bin/python benchmarks/sft.py
@@ -130,9 +130,14 @@ class StepLog:
             getattr(self, f.name).extend(getattr(other, f.name))
 
 
-def median_rate(counts: list[int], seconds: list[float]) -> float:
-    """Median over steps of count / seconds."""
-    return statistics.median(c / s for c, s in zip(counts, seconds, strict=True))
+def rate(counts: list[int], seconds: list[float]) -> float:
+    """Tokens per step (mean) / seconds per step (median).
+
+    The median step time shrugs off the steps that other jobs slowed down; the
+    counts are averaged, since batches differ in content (a median of per-step
+    ratios would follow their skew, not the speed).
+    """
+    return statistics.mean(counts) / statistics.median(seconds)
 
 
 # -- shared set-up ------------------------------------------------------------------------
@@ -463,8 +468,8 @@ def summary(name: str, log: StepLog) -> dict[str, Any]:
         "impl": name,
         "steps_timed": len(log.seconds),
         "step_s_median": statistics.median(log.seconds),
-        "tok_s": median_rate(log.tokens, log.seconds),
-        "assistant_tok_s": median_rate(log.targets, log.seconds),
+        "tok_s": rate(log.tokens, log.seconds),
+        "assistant_tok_s": rate(log.targets, log.seconds),
         # The fastest step: on a shared machine load only slows a step down.
         "tok_s_best_step": max(t / s for t, s in zip(log.tokens, log.seconds)),
         "step_s_all": [round(x, 4) for x in log.seconds],
@@ -526,6 +531,7 @@ def main() -> None:
 
     variants = ["lmforge", "TRL packed"] + (["TRL padded"] if args.padded else [])
     timed = {v: StepLog() for v in variants}
+    round_s: dict[str, list[float]] = {v: [] for v in variants}  # median s/step per round
     last: dict[str, StepLog] = {}
     states: dict[str, dict[str, torch.Tensor]] = {}
     n = args.warmup + args.steps
@@ -546,13 +552,13 @@ def main() -> None:
             got["TRL padded"] = pd
         for v, log in got.items():
             timed[v].extend(log.timed(args.warmup, args.steps))
+            round_s[v].append(statistics.median(log.seconds[args.warmup : n]))
         last = got
         states = {"lmforge": lm_state, "TRL packed": hf_to_lmforge_state(setup, tp_model)}
         if args.padded:
             states["TRL padded"] = hf_to_lmforge_state(setup, pd_model)
         print(f"round {r + 1}/{args.rounds}: " + ", ".join(
-            f"{v} {statistics.median(log.seconds[args.warmup:n]):.2f} s/step" for v, log in got.items()
-        ), flush=True)  # fmt: skip
+            f"{v} {round_s[v][-1]:.2f} s/step" for v in got), flush=True)  # fmt: skip
 
     reps = 2 if args.quick else 4
     split = {"lmforge": split_lmforge(setup, args, reps),
@@ -573,6 +579,7 @@ def main() -> None:
         s["train_loss_last_3"] = statistics.mean(log.losses[-3:])
         s["val_loss"] = val_loss(setup, states[v])
         s["split_s"] = split[v]
+        s["round_step_s"] = round_s[v]
         results.append(s)
     base = {r["impl"]: r for r in results}
     lm = base["lmforge"]
@@ -590,8 +597,8 @@ def main() -> None:
     rows.append(["floor: lmforge step's matmuls + attention", f"{floor_tok_s:,.0f}", "-",
                  f"{floor_s:.2f}", "-", f"{lm['tokens_per_step']:,.0f}", "-", "-", "-"])  # fmt: skip
     print(f"{args.batch} rows × {args.seq_len} tokens per step, lr {args.lr}, fp32, "
-          f"{torch.get_num_threads()} threads; medians over {args.rounds} rounds × {args.steps} "
-          f"timed steps after {args.warmup} warm-up steps; fp32 2048² matmul {gflops:,.0f} "
+          f"{torch.get_num_threads()} threads; rate = mean tokens per step / median step time over {args.rounds} rounds × "
+          f"{args.steps} timed steps after {args.warmup} warm-up steps; fp32 2048² matmul {gflops:,.0f} "
           f"GFLOP/s; val loss of the initial model {val0:.4f}")  # fmt: skip
     print_table(["impl", "tok/s", "assistant tok/s", "s/step", "fwd / bwd / opt s",
                  "tokens/step", "conversations (steps)", "train loss (last 3)", "val loss"], rows)  # fmt: skip

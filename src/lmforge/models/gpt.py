@@ -470,6 +470,7 @@ class GPT(nn.Module):
         doc_ids: torch.Tensor | None = None,
         attn_mask: torch.Tensor | None = None,
         reduction: str = "mean",
+        targets_only: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Logits (B, T, V) and the cross-entropy over targets != -100 (or None).
 
@@ -485,9 +486,20 @@ class GPT(nn.Module):
         Without any of them the plain causal path runs, untouched.
 
         ``reduction``: ``"mean"`` (default) or ``"sum"`` of the per-target losses.
+        ``targets_only`` (with ``targets``): project only the positions whose target
+        counts, so a batch that trains few of its tokens (SFT: the answers) skips
+        most of the output layer; logits are then (N_targets, V). The index is
+        data-dependent (a host sync on a GPU).
         """
         B, T = ids.shape
         x = self._trunk(ids, kv_cache, position_ids, doc_ids, attn_mask)
+        if targets_only and targets is not None:
+            keep = (targets != -100).reshape(-1)  # (B*T,)
+            x, kept = x.reshape(B * T, -1)[keep], targets.reshape(-1)[keep]  # (N, C), (N,)
+            if self.norm_f is not None:
+                x = self.norm_f(x)
+            logits = self.lm_head(x)  # (N, V)
+            return logits, lm_loss(logits, kept, reduction)
         T_out = T
         if last_only and T > 1:
             x, T_out = x.view(B, T, -1)[:, -1], 1  # (B, C)

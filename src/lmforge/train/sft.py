@@ -22,5 +22,8 @@ class SFTObjective:
 
     def compute_loss(self, model: nn.Module, batch: dict[str, Any]) -> LossOutput:
         ids, targets = batch["ids"], batch["targets"]  # (B, T), (B, T)
-        _, loss = model(ids, targets=targets, doc_ids=batch.get("doc_ids"), reduction="sum")
+        # Only the trained positions reach the output layer (most of a row is prompt).
+        _, loss = model(
+            ids, targets=targets, doc_ids=batch.get("doc_ids"), reduction="sum", targets_only=True
+        )
         return LossOutput(loss, count_targets(targets))
