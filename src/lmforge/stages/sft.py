@@ -206,7 +206,7 @@ def _run(p: _Prepared, ctx: Any, start: StageStart) -> TrainResult:
             f"({stats.truncated} truncated, {stats.dropped} dropped), "
             f"{batches.rows_per_epoch:,} packed rows of {seq_len} per epoch, "
             f"{stats.targets:,} assistant tokens per epoch, batch {cfg.batch_size}×"
-            f"{cfg.grad_accum}×{ctx.world_size}, {cfg.max_steps} steps; {origin}"
+            f"{cfg.grad_accum}×{ctx.world_size}, {_budget(cfg)}; {origin}"
         )
     evaluator = None
     if val_ex:
@@ -255,3 +255,11 @@ def _run(p: _Prepared, ctx: Any, start: StageStart) -> TrainResult:
             f"sft: step {result.step}, train loss {result.train_loss:.4f}{val}; run folder {out}"
         )
     return result
+
+
+def _budget(cfg: SFTConfig) -> str:
+    """What ends the run, for the start line."""
+    parts = [f"{cfg.max_steps:,} steps" if cfg.max_steps else ""]
+    parts.append(f"{cfg.max_tokens:,} tokens" if cfg.max_tokens else "")
+    parts.append(f"{cfg.max_time:g} s" if cfg.max_time else "")
+    return "at most " + ", ".join(p for p in parts if p)
