@@ -99,3 +99,40 @@ def write_result(name: str, payload: dict[str, Any]) -> Path:
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
     return path
+
+
+def matmul_attention_floor_s(
+    model: Any, batch: int, ctx: int, heads: int, layers: int, reps: int = 10
+) -> float:
+    """Best time of one training step's matrix products and causal attention alone, fp32.
+
+    Every nn.Linear of `model` runs forward, input-gradient and weight-gradient
+    products on `batch * ctx` random rows, and `layers` SDPA forward+backward passes
+    run on (batch, heads, ctx, head_dim): the work no implementation of the step can
+    skip (train_cpu.py and sft.py report their rates against it).
+    """
+    import torch
+    import torch.nn.functional as F
+
+    n = batch * ctx
+    g = torch.Generator().manual_seed(0)
+    mats = [
+        (torch.randn(n, m.in_features, generator=g), m.weight.detach().clone(),
+         torch.randn(n, m.out_features, generator=g))
+        for m in model.modules() if isinstance(m, torch.nn.Linear)
+    ]  # fmt: skip
+    d = next(m for m in model.modules() if isinstance(m, torch.nn.Embedding)).embedding_dim
+    hd = d // heads
+    qkv = [torch.randn(batch, heads, ctx, hd, requires_grad=True) for _ in range(3)]
+    dy = torch.randn(batch, heads, ctx, hd)
+
+    def once():
+        for x, w, dout in mats:
+            F.linear(x, w)  # forward
+            dout @ w  # gradient of the input
+            dout.t() @ x  # gradient of the weight
+        for _ in range(layers):
+            y = F.scaled_dot_product_attention(*qkv, is_causal=True)
+            torch.autograd.grad(y, qkv, dy)
+
+    return best_time(once, reps)

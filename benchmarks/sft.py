@@ -72,7 +72,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from _bench import best_time, print_table, write_result  # noqa: E402
+from _bench import best_time, matmul_attention_floor_s, print_table, write_result  # noqa: E402
 
 # Scripts here are named after what they measure: keep this folder off the import
 # path so that it cannot shadow packages of the same name (this file is `sft`).
@@ -433,33 +433,12 @@ def _split(loss_fn, next_batch, opt, reps: int) -> dict[str, float]:
 
 def step_floor_s(setup: Setup, args, reps: int) -> float:
     """Best time of the lmforge step's matmuls and attention alone (train_cpu.py's floor)."""
-    import torch.nn.functional as F
-
     from lmforge.models import build_model
 
     model = build_model("llama", setup.mcfg)
-    B, T = args.batch, args.seq_len
-    n, hd = B * T, setup.mcfg.d_model // setup.mcfg.n_head
-    g = torch.Generator().manual_seed(0)
-    mats = [
-        (torch.randn(n, m.in_features, generator=g), m.weight.detach().clone(),
-         torch.randn(n, m.out_features, generator=g))
-        for m in model.modules() if isinstance(m, torch.nn.Linear)
-    ]  # fmt: skip
-    H = setup.mcfg.n_head
-    qkv = [torch.randn(B, H, T, hd, requires_grad=True) for _ in range(3)]
-    dy = torch.randn(B, H, T, hd)
-
-    def once():
-        for x, w, dout in mats:
-            F.linear(x, w)
-            dout @ w
-            dout.t() @ x
-        for _ in range(setup.mcfg.n_layer):
-            y = F.scaled_dot_product_attention(*qkv, is_causal=True)
-            torch.autograd.grad(y, qkv, dy)
-
-    return best_time(once, reps)
+    return matmul_attention_floor_s(
+        model, args.batch, args.seq_len, setup.mcfg.n_head, setup.mcfg.n_layer, reps
+    )
 
 
 # -- report -------------------------------------------------------------------------------

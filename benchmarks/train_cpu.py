@@ -42,7 +42,7 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from _bench import best_time, print_table, write_result  # noqa: E402
+from _bench import best_time, matmul_attention_floor_s, print_table, write_result  # noqa: E402
 
 # Scripts here are named after what they measure (e.g. tokenizers.py): keep this folder
 # off the import path so that it cannot shadow the packages of the same name.
@@ -105,29 +105,7 @@ def flops_per_token(model: torch.nn.Module, s: dict) -> float:
 
 def step_floor_s(model: torch.nn.Module, s: dict, reps: int = 10) -> float:
     """Best time of one step's matmuls and attention alone, fp32 (see the module doc)."""
-    import torch.nn.functional as F
-
-    n = s["batch"] * s["ctx"]
-    g = torch.Generator().manual_seed(0)
-    mats = [
-        (torch.randn(n, m.in_features, generator=g), m.weight.detach().clone(),
-         torch.randn(n, m.out_features, generator=g))
-        for m in model.modules() if isinstance(m, torch.nn.Linear)
-    ]  # fmt: skip
-    hd = s["d"] // s["heads"]
-    qkv = [torch.randn(s["batch"], s["heads"], s["ctx"], hd, requires_grad=True) for _ in range(3)]
-    dy = torch.randn(s["batch"], s["heads"], s["ctx"], hd)
-
-    def once():
-        for x, w, dout in mats:
-            F.linear(x, w)  # forward
-            dout @ w  # gradient of the input
-            dout.t() @ x  # gradient of the weight
-        for _ in range(s["layers"]):
-            y = F.scaled_dot_product_attention(*qkv, is_causal=True)
-            torch.autograd.grad(y, qkv, dy)
-
-    return best_time(once, reps)
+    return matmul_attention_floor_s(model, s["batch"], s["ctx"], s["heads"], s["layers"], reps)
 
 
 def batch(s: dict, seed: int = 0):

@@ -103,27 +103,14 @@ def files(root: Path) -> dict[str, bytes]:
 
 def make_roleless_run(root: Path, docs: list[str]) -> Path:
     """root/run: a tiny LLaMA pretrained (2 steps) with an imported-style tokenizer that has
-    no chat role tokens (byte-level BPE, only <|endoftext|>, roles recorded as absent)."""
-    from tokenizers import Tokenizer as HFTokenizer
-    from tokenizers import decoders, models, pre_tokenizers, trainers
+    no chat role tokens (byte-level BPE, only <|endoftext|>, as imported from GPT-2)."""
+    from test_chat_template import _gpt2_like
 
     from lmforge.cli.main import main
     from lmforge.config import build_config
     from lmforge.data.prepare import PrepareConfig, prepare
-    from lmforge.tokenizers import Tokenizer
 
-    engine = HFTokenizer(models.BPE())
-    engine.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    engine.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=300,
-        special_tokens=["<|endoftext|>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    engine.train_from_iterator(docs, trainer=trainer)
-    roles = {r: None for r in ("pad", "bos", "unk", "system", "user", "assistant", "end")}
-    tok = Tokenizer(engine, "hf", {"special_tokens": {**roles, "eos": "<|endoftext|>"}})
+    tok = _gpt2_like(docs=docs)
     tok.save(root / "tok")
     (root / "corpus.txt").write_text("\n\n".join(docs) + "\n", encoding="utf-8")
     prepare(

@@ -273,8 +273,8 @@ def test_hf_template_refuses_what_render_chat_refuses(trained, tmp_path):
 
 
 # -- tokenizers without the role tokens ---------------------------------------------
-def _gpt2_like(vocab: dict[str, int] | None = None) -> Tokenizer:
-    """Byte-level BPE with only <|endoftext|>, as imported from GPT-2."""
+def _gpt2_like(vocab: dict[str, int] | None = None, docs: list[str] | None = None) -> Tokenizer:
+    """Byte-level BPE with only <|endoftext|>, as imported from GPT-2 (trained on `docs`)."""
     from tokenizers import Tokenizer as HFTokenizer
     from tokenizers import decoders, models, pre_tokenizers, trainers
 
@@ -287,7 +287,7 @@ def _gpt2_like(vocab: dict[str, int] | None = None) -> Tokenizer:
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    engine.train_from_iterator(["the cat sat on the mat", "hello world"] * 10, trainer)
+    engine.train_from_iterator(docs or ["the cat sat on the mat", "hello world"] * 10, trainer)
     return Tokenizer(engine, "hf", {"special_tokens": {"eos": "<|endoftext|>"}})
 
 

@@ -154,19 +154,19 @@ def test_strip_html_documents(tmp_path, bpe_dir):
     assert meta["empty_dropped"] == 1 and meta["strip_html"] is True
 
 
-def test_existing_output_is_kept_on_failure_and_needs_overwrite(tmp_path, bpe_dir):
+def test_existing_output_is_kept_on_failure_and_needs_force(tmp_path, bpe_dir):
     make_corpus(tmp_path)
     _, out = run(tmp_path, bpe_dir)
     before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
-    with pytest.raises(LmforgeError, match="--overwrite"):
+    with pytest.raises(LmforgeError, match="--force"):
         run(tmp_path, bpe_dir)
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"text": "a"}\n{"text": "b"}\n{oops\n', encoding="utf-8")
     with pytest.raises(LmforgeError, match="bad.jsonl:3"):
-        run(tmp_path, bpe_dir, input=[str(tmp_path / "a.txt"), str(bad)], overwrite=True)
+        run(tmp_path, bpe_dir, input=[str(tmp_path / "a.txt"), str(bad)], force=True)
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "b.jsonl", "bad.jsonl", "out"]
-    meta, _ = run(tmp_path, bpe_dir, overwrite=True, val_fraction=0.5)
+    meta, _ = run(tmp_path, bpe_dir, force=True, val_fraction=0.5)
     assert (
         json.loads((out / "meta.json").read_text())["val_fraction"] == 0.5 == meta["val_fraction"]
     )
@@ -176,8 +176,8 @@ def test_refuses_a_folder_that_is_not_a_data_folder(tmp_path, bpe_dir):
     make_corpus(tmp_path)
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "precious.txt").write_text("keep me", encoding="utf-8")
-    with pytest.raises(LmforgeError, match="not an lmforge data folder"):
-        run(tmp_path, bpe_dir, overwrite=True)
+    with pytest.raises(LmforgeError, match="replaces only what it wrote"):
+        run(tmp_path, bpe_dir, force=True)
     assert (tmp_path / "out" / "precious.txt").read_text() == "keep me"
 
 
@@ -276,7 +276,7 @@ def test_long_line_in_pieces_gives_the_ids_of_the_whole(
     for extra in ("", "\n\nA short second document."):
         (tmp_path / "one.txt").write_text(text + extra, encoding="utf-8")
         meta, out = run(
-            tmp_path, piece_tokenizers[name], input=[str(tmp_path / "one.txt")], overwrite=True
+            tmp_path, piece_tokenizers[name], input=[str(tmp_path / "one.txt")], force=True
         )
         ids = []
         for split in ("train", "val"):

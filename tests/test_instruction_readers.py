@@ -544,15 +544,18 @@ def test_world_files_copied_stay_byte_for_byte_readable(world, tmp_path):
 
 _text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=30)
 _content = st.text(max_size=30)  # lone surrogates too: JSON escapes them
-_turn = st.tuples(st.sampled_from(["system", "user", "assistant"]), _content)
+_turn = st.tuples(st.sampled_from(["user", "assistant"]), _content)
 _meta_value = st.recursive(
     st.none() | st.booleans() | st.integers() | _text,
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_text, inner, max_size=3),
     max_leaves=6,
 )
 _meta = st.dictionaries(st.from_regex(r"x_[a-z]{1,6}", fullmatch=True), _meta_value, max_size=3)
+# A system message only ever comes first (a later one is a bad record).
+_history = st.tuples(st.lists(st.tuples(st.just("system"), _content), max_size=1),
+                     st.lists(_turn, max_size=4)).map(lambda t: t[0] + t[1])  # fmt: skip
 _conversation = st.tuples(
-    st.lists(_turn, max_size=5),
+    _history,
     st.text(min_size=1, max_size=20).filter(str.strip),
     _meta,
 )

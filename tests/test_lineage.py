@@ -72,10 +72,10 @@ def test_neural_models_have_similar_sizes(lineage_run):
     assert max(sizes) / min(sizes) < 1.3, sizes
 
 
-def test_existing_run_needs_overwrite(lineage_run, corpus):
+def test_existing_run_needs_force(lineage_run, corpus):
     out, _ = lineage_run
     r = run_lmforge("eval", "lineage", "--corpus", corpus, "--out", out, "--budget-s", "1")
-    assert_clean_error(r, "--overwrite")
+    assert_clean_error(r, "--force")
 
 
 def test_bad_input_is_one_line(tmp_path, corpus):
@@ -90,7 +90,7 @@ def test_bad_input_is_one_line(tmp_path, corpus):
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "keep.txt").write_text("mine")
     r = run_lmforge("eval", "lineage", "--corpus", corpus, "--out", tmp_path / "other")
-    assert_clean_error(r, "not a lineage run")
+    assert_clean_error(r, "does not hold a lineage run")
     assert (tmp_path / "other" / "keep.txt").read_text() == "mine"
 
 

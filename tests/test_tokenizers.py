@@ -282,7 +282,9 @@ def test_save_replaces_a_tokenizer_folder_but_nothing_else(trained, tmp_path, mo
     char, _ = trained["char"]
     out = tmp_path / "tok"
     save_tokenizer_dir(bpe, out)
-    save_tokenizer_dir(char, out)
+    with pytest.raises(LmforgeError, match="--force"):
+        save_tokenizer_dir(char, out)  # replaced only when asked
+    save_tokenizer_dir(char, out, force=True)
     assert Tokenizer.load(out).kind == "char"
     before = (out / "tokenizer.json").read_bytes()
 
@@ -291,14 +293,14 @@ def test_save_replaces_a_tokenizer_folder_but_nothing_else(trained, tmp_path, mo
 
     monkeypatch.setattr(Tokenizer, "save", broken_save)
     with pytest.raises(OSError):
-        save_tokenizer_dir(bpe, out)
+        save_tokenizer_dir(bpe, out, force=True)
     assert (out / "tokenizer.json").read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tok"]  # no temp folder left
     other = tmp_path / "run"
     other.mkdir()
     (other / "notes.txt").write_text("mine")
-    with pytest.raises(LmforgeError, match="holds no tokenizer.json"):
-        save_tokenizer_dir(bpe, other)
+    with pytest.raises(LmforgeError, match="replaces only what it wrote"):
+        save_tokenizer_dir(bpe, other, force=True)
 
 
 def test_split_digits_stops_number_merges(tmp_path):
