@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from world_helpers import build_tiny_world
 
 from lmforge.common import LmforgeError
 from lmforge.data.instructions import (
@@ -488,27 +489,8 @@ def test_first_records_of_the_shared_files(shared_data, tmp_path):
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory) -> Path:
-    from lmforge.data.world import WorldConfig, build_world
-
     out = tmp_path_factory.mktemp("world") / "w"
-    build_world(
-        WorldConfig(
-            out=str(out),
-            people=20,
-            places=5,
-            events=6,
-            pretrain_chars=20_000,
-            train_per_family=10,
-            val_per_family=3,
-            test_per_family=4,
-            dialogues_train=10,
-            dialogues_test=4,
-            preferences_train=10,
-            preferences_val=4,
-            classification_train_per_label=4,
-            classification_test_per_label=4,
-        )  # fmt: skip
-    )
+    build_tiny_world(out, train_per_family=10)
     return out
 
 

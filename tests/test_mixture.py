@@ -8,6 +8,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from world_helpers import build_tiny_world
 
 from lmforge.common import LmforgeError
 from lmforge.data.instructions import (
@@ -375,27 +376,9 @@ def test_a_source_whose_filters_leave_nothing_is_an_error(data):
 
 
 def test_a_mixture_of_a_built_world(tmp_path):
-    from lmforge.data.world import WorldConfig, build_world
 
     world = tmp_path / "world"
-    build_world(
-        WorldConfig(
-            out=str(world),
-            people=20,
-            places=5,
-            events=6,
-            pretrain_chars=20_000,
-            train_per_family=12,
-            val_per_family=3,
-            test_per_family=4,
-            dialogues_train=10,
-            dialogues_test=4,
-            preferences_train=10,
-            preferences_val=4,
-            classification_train_per_label=4,
-            classification_test_per_label=4,
-        )  # fmt: skip
-    )
+    build_tiny_world(world, train_per_family=12)
     path = _write_yaml(
         tmp_path,
         "seed: 7\nsources:\n"

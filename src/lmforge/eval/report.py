@@ -58,6 +58,14 @@ def _result_rows(
     ]
 
 
+def _write_report(run: Path, lines: list[str], config: Any) -> Path:
+    """Append the training-config table every report ends with; write RUN/report.md atomically."""
+    lines = [*lines, "## Training config", "", _table(_flat(to_dict(config))), ""]
+    path = run / REPORT_FILE
+    atomic_write_text(path, "\n".join(lines))
+    return path
+
+
 def write_pretrain_report(
     run_dir: str | Path,
     *,
@@ -118,14 +126,8 @@ def write_pretrain_report(
         "",
         _table([("arch", arch), *_flat(to_dict(model_config))]),
         "",
-        "## Training config",
-        "",
-        _table(_flat(to_dict(config))),
-        "",
     ]
-    path = run / REPORT_FILE
-    atomic_write_text(path, "\n".join(lines))
-    return path
+    return _write_report(run, lines, config)
 
 
 def write_sft_report(
@@ -186,11 +188,5 @@ def write_sft_report(
         data_summary.strip(),
         "```",
         "",
-        "## Training config",
-        "",
-        _table(_flat(to_dict(config))),
-        "",
     ]
-    path = run / REPORT_FILE
-    atomic_write_text(path, "\n".join(lines))
-    return path
+    return _write_report(run, lines, config)
