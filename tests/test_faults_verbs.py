@@ -71,7 +71,15 @@ def inputs(tiny_shards, tiny_run, tmp_path_factory) -> dict[str, Path]:
         "task": "arithmetic", "difficulty": 1, "answer": "5", "answer_type": "number",
     }  # fmt: skip
     (root / "tasks.jsonl").write_text(json.dumps(record) + "\n")
+    rows = [{"text": "Anna saw cats.", "label": "yes"}, {"text": "Boris went home.", "label": "no"}]
+    (root / "fewshot").mkdir()
+    (root / "fewshot" / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows * 2))
+    (root / "fewshot" / "task.yaml").write_text(json.dumps({
+        "labels": ["yes", "no"], "train": "rows.jsonl", "test": "rows.jsonl",
+        "format": {"template": "Text: {text}\nCats:"},
+    }))  # fmt: skip
     return {
+        "fewshot_task": root / "fewshot" / "task.yaml",
         "corpus_file": corpus / "a.txt",
         "tasks": root / "tasks.jsonl",
         "root": root,
@@ -104,6 +112,11 @@ VERBS = {
     "eval lineage": (["eval", "lineage", "--corpus", "{corpus_file}"], False, "corpus_file"),
     "eval tasks": (
         ["eval", "tasks", "--run", "{run}", "--data", "{tasks}", "--max-new-tokens", "2"],
+        False,
+        "run",
+    ),
+    "fewshot": (
+        ["fewshot", "--run", "{run}", "--task", "{fewshot_task}", "--k", "1", "--seeds", "1"],
         False,
         "run",
     ),

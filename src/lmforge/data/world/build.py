@@ -30,7 +30,7 @@ from .tasks import FAMILIES
 from .text import documents
 
 GENERATOR = "lmforge world"
-GENERATOR_VERSION = 2  # 2: multi_step, fact_chain, held-out task families, val dialogues
+GENERATOR_VERSION = 3  # 2: multi_step, fact_chain, held-out tasks, val dialogues; 3: verdicts
 MANIFEST = "manifest.json"
 VAL_FRACTION = 20  # pretraining val text is 1/20 of the train text
 

@@ -159,14 +159,34 @@ def puzzle_doc(
     return "\n".join(lines)
 
 
+# Verdicts and section tags name the label word in free prose, as real reviews and news
+# pages do ("Overall: positive."); never in the few-shot sets' "Sentiment:" format, so a
+# model has to learn that format from the shown examples while the word-label link comes
+# from pretraining.
+SENTIMENT_VERDICTS = (
+    "Overall: {label}.",
+    "My verdict is {label}.",
+    "All in all, a {label} experience.",
+    "I would call it {label}.",
+)
+TOPIC_TAGS = ("Section: {label}.", "This is about {label}.", "Filed under {label}.")
+
+
 def opinion_doc(rng: random.Random, world: World, seed: int) -> str:
-    """Reviews and topical sentences, so the classification vocabulary is familiar."""
+    """Reviews and topical sentences, so the classification vocabulary is familiar;
+    half of them state their label in words (a verdict, a section tag)."""
+    tagged = rng.random() < 0.5
     if rng.random() < 0.5:
-        return " ".join(
-            review(rng, world, rng.choice((1, 2, 3)), rng.choice(SENTIMENT_LABELS))
-            for _ in range(rng.randint(1, 3))
-        )
-    return topic_sentence(rng, world, rng.choice((1, 2, 3)), rng.choice(TOPIC_LABELS))
+        parts = []
+        for _ in range(rng.randint(1, 3)):
+            label = rng.choice(SENTIMENT_LABELS)
+            parts.append(review(rng, world, rng.choice((1, 2, 3)), label))
+            if tagged:
+                parts.append(rng.choice(SENTIMENT_VERDICTS).format(label=label))
+        return " ".join(parts)
+    label = rng.choice(TOPIC_LABELS)
+    text = topic_sentence(rng, world, rng.choice((1, 2, 3)), label)
+    return f"{text} {rng.choice(TOPIC_TAGS).format(label=label)}" if tagged else text
 
 
 # (generator, weight): facts dominate so that every person's facts recur often.
