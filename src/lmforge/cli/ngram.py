@@ -1,4 +1,5 @@
-"""`lmforge ngram train|eval|suggest|sample|export|info`: statistical n-gram language models."""
+"""`lmforge ngram train|eval|suggest|sample|export|info|t9|correct|t9-eval|correct-eval`:
+statistical n-gram language models and what a phone keyboard does with them."""
 
 from __future__ import annotations
 
@@ -78,6 +79,73 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     info = sub.add_parser("info", help="counts per order, memory and discounts of a model")
     info.add_argument("--model", required=True, metavar="MODEL", help="model file (.npz or ARPA)")
     info.set_defaults(func=run_info)
+    _register_keyboard(sub)
+
+
+def _register_keyboard(sub: argparse._SubParsersAction) -> None:
+    """t9, correct and their evaluations (docs/ngram.md, "Keyboards")."""
+    from ..config import add_config_args
+    from ..ngram.t9 import T9Config
+    from ..ngram.typo_noise import NoiseConfig
+    from ..ngram.typos import CorrectConfig
+
+    t9 = sub.add_parser(
+        "t9",
+        help="T9: phone-keypad digit sequences to words; phrases decoded with the model",
+        description="Each line is key sequences (digits 2-9) separated by spaces. One sequence "
+        "lists its words by unigram probability; a phrase is decoded by beam search with the "
+        "model (log10 p of the phrase as a sentence). Interactive on a terminal.",
+    )
+    t9.add_argument("--model", required=True, metavar="MODEL", help="model file (.npz or ARPA)")
+    t9.add_argument("keys", nargs="*", metavar="KEYS", help="lines of key sequences (else stdin)")
+    add_config_args(t9, T9Config)
+    t9.set_defaults(func=run_t9)
+
+    cr = sub.add_parser(
+        "correct",
+        help="typo correction: a noisy channel (edit model x the n-gram model in context)",
+        description="Prints each line with its typos corrected. Candidates within Damerau "
+        "distance --max-edits, an error model (per-edit costs, --keyboard adjacency) and the "
+        "model's probability of the whole sentence; a word in the vocabulary is changed only "
+        "on strong evidence.",
+    )
+    _model_arg(cr)
+    cr.add_argument("text", nargs="*", metavar="TEXT", help="lines of text (else stdin)")
+    add_config_args(cr, CorrectConfig)
+    cr.set_defaults(func=run_correct)
+
+    for name, what in (("t9-eval", "T9 top-1 word accuracy"), ("correct-eval", "typo correction")):
+        ev = sub.add_parser(
+            name,
+            help=f"measure {what} on held-out sentences of corpora (the docs' table)",
+            description="Trains an MKN model on the first 90% of each corpus's lines and "
+            "evaluates on the last 10% (--split dev: 80% / the next 10%); prints a Markdown "
+            "table.",
+        )
+        ev.add_argument(
+            "--corpus",
+            nargs="+",
+            required=True,
+            metavar="TXT",
+            help="text files, one sentence a line",
+        )
+        ev.add_argument("--order", type=int, default=3, help="n-gram order (default: 3)")
+        ev.add_argument(
+            "--split", choices=("test", "dev"), default="test", help="which held-out lines"
+        )
+        ev.add_argument(
+            "--max-sentences", type=int, default=0, metavar="N", help="evaluate on the first N only"
+        )
+        if name == "t9-eval":
+            ev.add_argument(
+                "--layout", choices=("auto", "en", "ru"), default="auto",
+                help="keypad (auto: the one that types most of the corpus)",
+            )  # fmt: skip
+            ev.add_argument("--beam", type=int, default=16, help="beam width (default: 16)")
+            ev.set_defaults(func=run_t9_eval)
+        else:
+            add_config_args(ev, NoiseConfig)
+            ev.set_defaults(func=run_correct_eval)
 
 
 def _model_arg(p: argparse.ArgumentParser) -> None:
@@ -200,5 +268,82 @@ def run_info(args: argparse.Namespace) -> int:
     model = load_model(args.model)
     print(f"model       {args.model}")
     for line in describe(model):
+        print(line)
+    return 0
+
+
+def run_t9(args: argparse.Namespace) -> int:
+    from ..common import LmforgeError
+    from ..config import build_config, overrides_from_args
+    from ..ngram.files import load_model
+    from ..ngram.repl import run_t9 as loop
+    from ..ngram.t9 import T9Config, T9Index
+
+    cfg = build_config(T9Config, overrides=overrides_from_args(args))
+    model = load_model(args.model)
+    index = T9Index(model, cfg.layout)
+    if len(index) == 0:
+        other = next(k for k in ("en", "ru") if k != cfg.layout)
+        raise LmforgeError(
+            f"{args.model}: no word of the model's vocabulary can be typed with the "
+            f"{cfg.layout} keypad; try --layout {other}"
+        )
+    return loop(index, args.keys, cfg.top, cfg.beam, cfg.line_mode)
+
+
+def run_correct(args: argparse.Namespace) -> int:
+    from ..config import build_config, overrides_from_args
+    from ..ngram.files import load_model
+    from ..ngram.repl import run_correct as loop
+    from ..ngram.text import make_tokenizer
+    from ..ngram.typos import CorrectConfig, Corrector
+
+    cfg = build_config(CorrectConfig, overrides=overrides_from_args(args))
+    model = load_model(args.model)
+    tokenize = make_tokenizer(args.tokenizer or model.tokenizer)
+    return loop(Corrector(model, cfg), tokenize, args.text, top=cfg.top)
+
+
+def _check_eval_args(args: argparse.Namespace) -> None:
+    from ..common import LmforgeError
+
+    if not 1 <= args.order <= 6:
+        raise LmforgeError(f"--order: must be 1..6, got {args.order}")
+    if args.max_sentences < 0:
+        raise LmforgeError(f"--max-sentences: must be >= 0, got {args.max_sentences}")
+    if getattr(args, "beam", 1) < 1:
+        raise LmforgeError(f"--beam: must be >= 1, got {args.beam}")
+
+
+def run_t9_eval(args: argparse.Namespace) -> int:
+    from ..ngram.correct_eval import evaluate_t9, t9_table
+
+    _check_eval_args(args)
+    results = [
+        evaluate_t9(c, args.layout, args.order, args.beam, args.split, args.max_sentences)
+        for c in args.corpus
+    ]
+    for line in t9_table(results):
+        print(line)
+    return 0
+
+
+def run_correct_eval(args: argparse.Namespace) -> int:
+    from ..config import build_config, overrides_from_args
+    from ..ngram.correct_eval import correct_notes, correct_table, evaluate_correction
+    from ..ngram.typo_noise import NoiseConfig
+
+    _check_eval_args(args)
+    noise = build_config(NoiseConfig, overrides=overrides_from_args(args))
+    results = [
+        evaluate_correction(
+            c, noise, order=args.order, split=args.split, max_sentences=args.max_sentences
+        )
+        for c in args.corpus
+    ]
+    for line in correct_table(results):
+        print(line)
+    print()
+    for line in correct_notes(results):
         print(line)
     return 0

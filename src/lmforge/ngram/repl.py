@@ -1,10 +1,16 @@
-"""`lmforge ngram suggest`: a keyboard-style suggestion loop that updates as you type.
+"""`lmforge ngram suggest` and `lmforge ngram t9`: keyboard loops that update as you type.
 
-On a terminal it reads key by key (cbreak mode) and redraws the suggestions under
-the line after every key; Tab accepts the first suggestion, Enter starts a new
-sentence, Ctrl-D or Ctrl-C quits. Reading from a pipe or file, each input line is
-the typed text: ending in a space asks for next words, otherwise the partial last
-word is completed -- one output line per input line.
+On a terminal `suggest` reads key by key (cbreak mode) and redraws the
+suggestions under the line after every key; Tab accepts the first suggestion,
+Enter starts a new sentence, Ctrl-D or Ctrl-C quits. Reading from a pipe or
+file, each input line is the typed text: ending in a space asks for next words,
+otherwise the partial last word is completed -- one output line per input line.
+
+`t9` (T9 mode) does the same with digits: each key 2-9 extends the word being
+typed, space ends it, and the line shows the phrase decoded so far (the last
+word completed while its key sequence types no word yet), with the runner-up
+phrases under it. `input_lines` reads what the line-mode verbs read: their
+arguments, or stdin checked to be UTF-8 text.
 """
 
 from __future__ import annotations
@@ -13,9 +19,10 @@ import codecs
 import os
 import select
 import sys
-from collections.abc import Callable
-from typing import TextIO
+from collections.abc import Callable, Iterator, Sequence
+from typing import BinaryIO, TextIO
 
+from ..common import LmforgeError, guess_encoding
 from .model import NgramModel
 from .suggest import complete, suggest_next
 
@@ -125,3 +132,140 @@ def run_repl(model: NgramModel, tokenize: Tokenize, k: int = 5, line_mode: bool 
     if interactive and not line_mode:
         return run_terminal(model, tokenize, k, sys.stdin.fileno(), sys.stdout)
     return run_lines(model, tokenize, k, sys.stdin, sys.stdout)
+
+
+# ---------------------------------------------------------------------------
+# Line input shared by `t9` and `correct`
+
+
+def input_lines(args: Sequence[str], stream: BinaryIO | None = None) -> Iterator[tuple[str, str]]:
+    """(where, text) per input line: each of `args`, or else each line of `stream`
+    (stdin's bytes), refused with one line if it is binary or not UTF-8.
+
+    `where` names the line for error messages: ``argument 2``, ``stdin:5``."""
+    if args:
+        for n, text in enumerate(args, start=1):
+            yield f"argument {n}", text
+        return
+    stream = sys.stdin.buffer if stream is None else stream
+    seen = False
+    for n, raw in enumerate(stream, start=1):
+        seen = True
+        if b"\x00" in raw:
+            raise LmforgeError(f"stdin:{n}: binary data (NUL bytes); pipe UTF-8 text")
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            enc = guess_encoding(raw, e.start)
+            raise LmforgeError(
+                f"stdin:{n}: not UTF-8 (byte 0x{raw[e.start]:02X}); it looks like {enc}: "
+                f"convert it with `iconv -f {enc} -t utf-8`"
+            ) from None
+        if n == 1 and text.startswith("\ufeff"):
+            text = text[1:]  # a byte-order mark is not input
+        yield f"stdin:{n}", text.rstrip("\r\n")
+    if not seen:
+        raise LmforgeError("stdin: no input; pipe lines of text or pass them as arguments")
+
+
+# ---------------------------------------------------------------------------
+# T9 mode
+
+
+def t9_cells(index, keys: str, top: int, beam: int) -> tuple[str, list[str]]:
+    """(best phrase so far, runner-up phrases) for the keys typed in T9 mode."""
+    from .t9 import decode_phrase
+
+    seqs = keys.split()
+    if not seqs:
+        return "", []
+    typing = not keys[-1].isspace()
+    found = decode_phrase(index, seqs, top=top, width=beam, partial_last=typing)
+    phrases = [" ".join(words) for words, _ in found]
+    best = phrases[0] + ("" if typing else " ") if phrases else ""
+    return best, phrases[1:]
+
+
+def run_t9_terminal(index, top: int, beam: int, fd: int, out: TextIO) -> int:
+    """T9 key by key on a terminal (POSIX): digits 2-9, space, Backspace, Enter, Ctrl-D."""
+    import termios
+    import tty
+
+    saved = termios.tcgetattr(fd)
+    keys = ""
+    out.write("T9: type digits 2-9, space between words; Enter: new sentence, Ctrl-D: quit\n")
+
+    def render() -> str:
+        best, others = t9_cells(index, keys, top, beam)
+        prompt = "> " + best
+        below = f"  keys: {keys.strip() or '-'}" + (
+            "   also: " + " | ".join(others) if others else ""
+        )
+        out.write(f"\r\x1b[J{prompt}\n{below}\x1b[1A\r\x1b[{len(prompt)}C")
+        out.flush()
+        return best
+
+    try:
+        tty.setcbreak(fd)
+        best = render()
+        while True:
+            b = os.read(fd, 1)
+            if not b or b == b"\x04":
+                break
+            ch = b.decode("latin-1")
+            if ch in ("\r", "\n"):
+                out.write("\r\x1b[J> " + best.rstrip() + "\n")
+                keys = ""
+            elif ch in ("\x7f", "\x08"):
+                keys = keys[:-1]
+            elif ch == " ":
+                if keys and not keys.endswith(" "):
+                    keys += " "
+            elif ch in "23456789":
+                keys += ch
+            elif ch == "\x1b":
+                intro = os.read(fd, 1) if select.select([fd], [], [], 0.05)[0] else b""
+                if intro in (b"[", b"O"):
+                    while (b := os.read(fd, 1)) and not 0x40 <= b[0] <= 0x7E:
+                        pass
+            else:
+                out.write("\a")  # not a T9 key
+            best = render()
+    finally:
+        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+        out.write("\r\x1b[J\n")
+        out.flush()
+    return 0
+
+
+def run_t9(index, args: Sequence[str], top: int, beam: int, line_mode: bool = False) -> int:
+    """`lmforge ngram t9`: key by key on a terminal, else one result line per input line
+    (the arguments, or stdin)."""
+    from .t9 import format_result, parse_keys
+
+    interactive = sys.stdin.isatty() and sys.stdout.isatty() and os.name == "posix"
+    if not args and interactive and not line_mode:
+        return run_t9_terminal(index, top, beam, sys.stdin.fileno(), sys.stdout)
+    for where, text in input_lines(args):
+        seqs = parse_keys(text, where)
+        sys.stdout.write(format_result(index, text, seqs, top, beam) + "\n")
+        sys.stdout.flush()
+    return 0
+
+
+def run_correct(corrector, tokenize: Tokenize, args: Sequence[str], top: int = 1) -> int:
+    """`lmforge ngram correct`: the corrected text of each input line (the arguments, or
+    stdin); with `top` > 1 also each changed word's ranked alternatives. A blank line
+    stays blank."""
+    from .typos import correct_line
+
+    for _, text in input_lines(args):
+        fixed, fixes = correct_line(corrector, text, tokenize, top=top)
+        sys.stdout.write(fixed + "\n")
+        if top > 1:
+            for f in fixes:
+                if f.alternatives and (f.changed or f.typed not in corrector.model.vocab):
+                    cells = " | ".join(f"{w} {s:.2f}" for w, s in f.alternatives)
+                    sys.stdout.write(f"  {f.typed} -> {cells}\n")
+        sys.stdout.flush()
+    return 0
