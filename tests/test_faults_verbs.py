@@ -78,7 +78,20 @@ def inputs(tiny_shards, tiny_run, tmp_path_factory) -> dict[str, Path]:
         "labels": ["yes", "no"], "train": "rows.jsonl", "test": "rows.jsonl",
         "format": {"template": "Text: {text}\nCats:"},
     }))  # fmt: skip
+    lines = [{"text": f"Al met B{i}. Al saw B{i}"} for i in range(6)]
+    (root / "lambada.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    from conftest import run_lmforge_inprocess
+    from world_helpers import build_tiny_world
+
+    build_tiny_world(root / "world")
+    r = run_lmforge_inprocess("pretrain", *TINY, "--from", root / "run", "--data", tiny_shards,
+                              "--out", root / "lora_run", "--max-steps", "1",
+                              "--lora", "r=2,targets=q,v")  # fmt: skip
+    assert r.returncode == 0, r.stderr
     return {
+        "lambada": root / "lambada.jsonl",
+        "world": root / "world",
+        "lora_run": root / "lora_run",
         "fewshot_task": root / "fewshot" / "task.yaml",
         "corpus_file": corpus / "a.txt",
         "tasks": root / "tasks.jsonl",
@@ -120,6 +133,28 @@ VERBS = {
         False,
         "run",
     ),
+    "prompt-tune": (
+        (
+            "prompt-tune --from {run} --task {fewshot_task} --max-steps 2 --batch-size 2 "
+            "--threads 1 --dtype fp32 --quiet"
+        ).split(),
+        False,
+        "run",
+    ),
+    "export peft": (["export", "peft", "--run", "{lora_run}"], False, "lora_run"),
+    "eval cloze": (
+        "eval cloze --run {run} --lambada {lambada} --k 0 1 --seeds 1 --max-new-tokens 2".split(),
+        False,
+        "run",
+    ),
+    "eval ladder": (
+        (
+            "eval ladder --world {world} --sizes 1x16x2 --steps-per-model 2 --k 0 1 --seeds 1 "
+            "--limit 2 --vocab-size 300 --batch-size 2 --evals trivia"
+        ).split(),
+        False,
+        "world",
+    ),
     "sft": (
         (
             "sft --from {run} --data {tasks} --max-steps 2 --batch-size 2 --seq-len 32 "
@@ -129,7 +164,7 @@ VERBS = {
         "run",
     ),
 }
-SLOW_VERBS = {"eval lineage"}  # their successful run is too long for the "ours" case
+SLOW_VERBS = {"eval lineage", "eval ladder"}  # their successful run is too long for the "ours" case
 
 
 def argv(verb: str, inputs: dict[str, Path], out: Path, *extra: str) -> list[str]:

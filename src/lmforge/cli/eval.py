@@ -73,6 +73,71 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     cmp.add_argument("--plot", metavar="PNG", help="also write a bar plot here")
     cmp.set_defaults(func=run_compare_cmd)
 
+    _register_cloze(sub)
+    _register_ladder(sub)
+
+
+def _register_cloze(sub: argparse._SubParsersAction) -> None:
+    from ..config import add_config_args
+    from ..prompting.cloze import ClozeConfig
+
+    cloze = sub.add_parser(
+        "cloze",
+        help="LAMBADA-style last-word and TriviaQA-style closed-book accuracy, zero/few-shot",
+        description="Zero-, one- and few-shot accuracy of RUN's model on LAMBADA-style "
+        "passages (the last word, stated only far back: greedy first word = the target, and "
+        "with --world the best-scored candidate word too; by distance between the mention "
+        "and the blank) and TriviaQA-style closed-book questions (exact match and contains "
+        "against the aliases). Sets: the world's long_range/ and trivia/ (--world DIR), or "
+        'the real files: --lambada FILE (LAMBADA\'s {"text"} JSONL or one passage a line) '
+        "and --trivia FILE (TriviaQA's JSON or JSONL); shown examples come from "
+        "--lambada-train / --trivia-train, else from a seeded pool of the test file that is "
+        "never scored. With --out writes predictions.jsonl, results.json, results.md and a "
+        "plot per task.",
+    )
+    cloze.add_argument("--run", required=True, help="run folder (pretrain, sft, import, ...)")
+    cloze.add_argument("--world", help="world folder (long_range/ and trivia/ sets)")
+    cloze.add_argument(
+        "--tasks",
+        nargs="+",
+        metavar="TASK",
+        help="lambada, trivia (default: the tasks given a file, else both from --world)",
+    )
+    cloze.add_argument("--lambada", metavar="FILE", help="LAMBADA test file (.jsonl or .txt)")
+    cloze.add_argument("--lambada-train", metavar="FILE", help="passages for shown examples")
+    cloze.add_argument("--trivia", metavar="FILE", help="TriviaQA file (.json or .jsonl)")
+    cloze.add_argument("--trivia-train", metavar="FILE", help="questions for shown examples")
+    cloze.add_argument("--step", type=int, help="checkpoint step to load (default: latest)")
+    cloze.add_argument("--out", help="folder for predictions, results, tables and plots")
+    cloze.add_argument(
+        "--force", action="store_true", help="replace an --out written by an earlier eval cloze"
+    )
+    cloze.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
+    cloze.add_argument("--config", metavar="YAML", help="ClozeConfig YAML (flags override it)")
+    add_config_args(cloze, ClozeConfig)
+    cloze.set_defaults(func=run_cloze_cmd)
+
+
+def _register_ladder(sub: argparse._SubParsersAction) -> None:
+    from ..config import add_config_args
+    from ..experiments.size_ladder_config import LadderConfig
+
+    ladder = sub.add_parser(
+        "ladder",
+        help="few-shot vs zero-shot accuracy over a ladder of model sizes pretrained here",
+        description="Pretrain a LLaMA of each --sizes on the world's pretraining text (one "
+        "tokenizer, one data split, the same wall-time budget and seed each), then measure "
+        "zero-, one- and few-shot accuracy on the world's LAMBADA-style and TriviaQA-style "
+        "sets and its sentiment set; write ladder.json, report.md (table and verdict), "
+        "plots/ladder.png (score against parameters, zero vs few-shot) and plots/gain.png "
+        "(few- minus zero-shot, with two standard errors). An interrupted "
+        "ladder continues with --resume: finished rungs are skipped, an interrupted "
+        "pretraining run resumes from its last checkpoint.",
+    )
+    ladder.add_argument("--config", metavar="YAML", help="LadderConfig YAML (flags override it)")
+    add_config_args(ladder, LadderConfig)
+    ladder.set_defaults(func=run_ladder_cmd)
+
 
 def run_lineage_cmd(args: argparse.Namespace) -> int:
     from ..config import build_config, overrides_from_args
@@ -118,4 +183,43 @@ def run_compare_cmd(args: argparse.Namespace) -> int:
     print(compare_results(named).to_markdown(), end="")
     if args.plot:
         print(f"wrote {plot_comparison(named, args.plot)}")
+    return 0
+
+
+def run_cloze_cmd(args: argparse.Namespace) -> int:
+    from ..config import build_config, overrides_from_args
+    from ..prompting.cloze import ClozeConfig
+    from ..prompting.cloze_run import describe, run_cloze_verb
+
+    cfg = build_config(ClozeConfig, yaml_path=args.config, overrides=overrides_from_args(args))
+    files = {
+        task: (test, train)
+        for task, test, train in (
+            ("lambada", args.lambada, args.lambada_train),
+            ("trivia", args.trivia, args.trivia_train),
+        )
+        if test is not None or train is not None
+    }
+    tasks = args.tasks or list(files) or ["lambada", "trivia"]
+    results, _ = run_cloze_verb(
+        args.run, cfg, tasks=tasks, world=args.world, files=files, step=args.step,
+        out=args.out, force=args.force, device=args.device,
+    )  # fmt: skip
+    for r in results:
+        print(f"## {r.set.name}\n\n{describe(r)}\n\n{r.to_markdown()}")
+    if args.out:
+        print(f"wrote {args.out}/predictions.jsonl, results.json, results.md and plots")
+    return 0
+
+
+def run_ladder_cmd(args: argparse.Namespace) -> int:
+    from ..config import build_config, overrides_from_args
+    from ..experiments.size_ladder import run_ladder
+    from ..experiments.size_ladder_config import LadderConfig
+    from ..experiments.size_ladder_report import markdown_table
+
+    cfg = build_config(LadderConfig, yaml_path=args.config, overrides=overrides_from_args(args))
+    result = run_ladder(cfg)
+    print(markdown_table(result))
+    print(f"wrote {cfg.out}/ladder.json, report.md and plots/ladder.png")
     return 0

@@ -1,4 +1,5 @@
-"""`lmforge export hf`: a run's checkpoint and tokenizer as a Hugging Face transformers folder."""
+"""`lmforge export hf` (a run as a Hugging Face transformers folder) and `lmforge export peft`
+(a LoRA or prompt-tune run as an HF base model plus a PEFT adapter)."""
 
 from __future__ import annotations
 
@@ -35,6 +36,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     hf.add_argument("--force", action="store_true", help="replace --out if it exists")
     hf.set_defaults(func=run_hf)
+    peft = sub.add_parser(
+        "peft",
+        help="write a LoRA or prompt-tune run as an HF base model + a PEFT adapter",
+        description="Write OUT/base (the frozen base model as a transformers folder, without "
+        "the adapters) and OUT/adapter (adapter_config.json + adapter_model.safetensors in "
+        "PEFT's format): PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained("
+        "OUT/base), OUT/adapter) computes what the run computes. RUN is a run trained with "
+        "--lora, or a `lmforge prompt-tune` run whose soft prompt has no tokens after the "
+        "input (--n-after 0: PEFT puts every virtual token in front).",
+    )
+    peft.add_argument("--run", required=True, help="a LoRA run or a prompt-tune run")
+    peft.add_argument("--out", required=True, help="folder to write (base/ and adapter/)")
+    peft.add_argument("--checkpoint", help="checkpoint folder name (default: latest)")
+    peft.add_argument(
+        "--dtype", default="float32", choices=("float32", "bfloat16", "float16"),
+        help="weight dtype of the export (default: float32)",
+    )  # fmt: skip
+    peft.add_argument("--force", action="store_true", help="replace --out if it exists")
+    peft.set_defaults(func=run_peft)
     parser.set_defaults(help_parser=parser)
 
 
@@ -45,4 +65,14 @@ def run_hf(args: argparse.Namespace) -> int:
         args.run, args.out, checkpoint=args.checkpoint, dtype=args.dtype, force=args.force
     )
     print(f"wrote {out}")
+    return 0
+
+
+def run_peft(args: argparse.Namespace) -> int:
+    from ..export.peft import export_peft
+
+    out = export_peft(
+        args.run, args.out, checkpoint=args.checkpoint, dtype=args.dtype, force=args.force
+    )
+    print(f"wrote {out}/base and {out}/adapter")
     return 0

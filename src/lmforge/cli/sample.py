@@ -38,6 +38,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "the assistant's reply",
     )
     parser.add_argument("--step", type=int, help="checkpoint step to load (default: latest)")
+    parser.add_argument(
+        "--soft-prompt",
+        metavar="FILE",
+        help="soft_prompt.safetensors made by `lmforge prompt-tune` on this run: its soft "
+        "tokens go around the prompt (a prompt-tune run uses its own without this)",
+    )
     parser.add_argument("--config", metavar="YAML", help="SamplingConfig YAML (flags override it)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
     parser.add_argument(
@@ -61,6 +67,6 @@ def run(args: argparse.Namespace) -> int:
     )
     sample_run(
         args.run, args.prompt, cfg, step=args.step, device=args.device, compile=args.compile,
-        chat=args.chat,
+        chat=args.chat, soft_prompt=args.soft_prompt,
     )  # fmt: skip
     return 0

@@ -82,6 +82,7 @@ def sample_run(
     compile: bool = False,
     out: TextIO | None = None,
     chat: bool = False,
+    soft_prompt: str | Path | None = None,
     **fields,
 ) -> list[str]:
     """``cfg.n`` continuations of `prompt` (sharing one prefill), streamed to `out` (stdout).
@@ -92,6 +93,9 @@ def sample_run(
     or before a stop string. Returns prompt + new text of each sample, as shown.
     With ``chat``, `prompt` is a user message rendered through the chat template
     (`tokenizers.chat`), and only the assistant's reply is shown and returned.
+    ``soft_prompt`` (a ``soft_prompt.safetensors`` made by `lmforge prompt-tune` on
+    this run) puts its soft tokens around the prompt ids: before + prompt + after;
+    a prompt-tune run's own soft prompt is used without it.
     """
     from ..config import build_config
     from ..inference.engine import default_stop_ids, stream_generate
@@ -100,6 +104,9 @@ def sample_run(
     out = out or sys.stdout
     opened = load_run(run, step, device=pick_device(device), need="decoder")
     model, tok = opened.model, opened.tokenizer
+    from ..models.soft_prompt import load_soft_prompt, soft_prompt_of
+
+    soft = load_soft_prompt(soft_prompt, model, opened) if soft_prompt else soft_prompt_of(model)
     if chat:
         from ..tokenizers.chat import generation_prompt
 
@@ -109,6 +116,8 @@ def sample_run(
         ids = tok.encode(prompt) if prompt else []
         if not prompt or not ids:
             ids = [tok.eos_id if tok.eos_id is not None else 0] + ids
+    if soft is not None:
+        ids = soft.surround(ids)  # virtual ids the embedding maps to the soft tokens
     context = getattr(getattr(model, "config", None), "block_size", None)
     if context is not None and len(ids) >= context:
         # Checked before anything is printed, so the error is a line of its own.

@@ -509,8 +509,9 @@ class _Run:
         B, T = ids.shape
         cols = torch.arange(T, device=ids.device)[None, :]
         pads = torch.tensor(pad_lens, device=ids.device)[:, None]
-        # Padding goes to an extra column that is dropped, so pad_id is not marked seen.
-        idx = ids.masked_fill(cols < pads, vocab)
+        # Padding and virtual (soft-prompt) ids go to an extra column that is dropped, so
+        # pad_id is not marked seen and ids past the vocabulary index nothing.
+        idx = ids.masked_fill((cols < pads) | (ids >= vocab), vocab)
         seen = torch.zeros(B, vocab + 1, dtype=torch.bool, device=ids.device)
         seen.scatter_(1, idx, True)
         return seen[:, :vocab].contiguous()
@@ -528,8 +529,13 @@ def token_logprobs(model: torch.nn.Module, ids: torch.Tensor) -> torch.Tensor:
     """
     logits, _ = model(ids[:, :-1])  # (B, T-1, V)
     targets = ids[:, 1:]
+    # A virtual (soft-prompt) id is never predicted: its log-prob is 0, to be masked.
+    safe = targets.masked_fill(targets >= logits.size(-1), -100)
     nll = F.cross_entropy(
-        logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1), reduction="none"
+        logits.reshape(-1, logits.size(-1)).float(),
+        safe.reshape(-1),
+        ignore_index=-100,
+        reduction="none",
     )
     return -nll.view(targets.shape)
 

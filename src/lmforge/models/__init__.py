@@ -16,6 +16,8 @@ from .registry import (
     resize_token_embeddings,
 )
 from .weights import (
+    META_LORA,
+    META_SOFT,
     WEIGHTS_FILE,
     load_model,
     load_weights,
@@ -24,8 +26,32 @@ from .weights import (
     weights_metadata,
 )
 
+# Adapters (torch is imported with them): lmforge.models.lora and lmforge.models.soft_prompt.
+ADAPTER_API = {
+    "lora": ("LoraConfig", "LoraLinear", "apply_lora", "count_trainable", "has_lora",
+             "lora_config_of", "lora_parameters", "merge_lora", "parse_lora_spec",
+             "unload_lora", "unmerge_lora"),
+    "soft_prompt": ("SoftLayout", "SoftPrompt", "SoftPromptEmbedding", "attach_soft_prompt",
+                    "detach_soft_prompt", "load_soft_prompt", "save_soft_prompt",
+                    "soft_prompt_of"),
+}  # fmt: skip
+_LAZY = {name: mod for mod, names in ADAPTER_API.items() for name in names}
+
+
+def __getattr__(name: str):
+    """`from lmforge.models import apply_lora` without importing torch for everything else."""
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
+    *_LAZY,
     "ARCHS",
+    "META_LORA",
+    "META_SOFT",
     "PRESETS",
     "PUBLISHED_PARAMS",
     "WEIGHTS_FILE",

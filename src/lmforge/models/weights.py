@@ -6,6 +6,14 @@ config dataclass as JSON), and for a model with a scalar/value head
 rebuilds any checkpoint without the run's config. ``weights_metadata(model)`` is
 that metadata for any writer of model weights (the training loop's checkpoints). Tied weights are stored once. Files are written to a
 temporary name and renamed, so a crash never leaves half a file behind.
+
+Adapters are self-describing too: a model with LoRA adapters
+(``lmforge.models.lora``) records ``lmforge_lora`` (its LoraConfig as JSON), one
+with a soft prompt (``lmforge.models.soft_prompt``) ``lmforge_soft_prompt``
+(n_before, n_after). The file holds the full state (frozen base and adapters,
+under their live names), so ``load_model`` rebuilds the same modules and the
+loop's resume is exact; ``load_model(path, lora="merge")`` folds the adapters
+into plain linear layers instead.
 """
 
 from __future__ import annotations
@@ -22,6 +30,9 @@ WEIGHTS_FILE = "model.safetensors"
 META_ARCH = "lmforge_arch"
 META_CONFIG = "lmforge_model_config"
 META_HEAD = "lmforge_head"
+META_LORA = "lmforge_lora"
+META_SOFT = "lmforge_soft_prompt"
+LORA_MODES = ("keep", "merge")
 HEAD_PREFIX = "head."
 BASE_PREFIX = "base."
 
@@ -118,7 +129,46 @@ def weights_metadata(model) -> dict[str, str]:
     kind = head_kind(model)
     if kind is not None:
         meta[META_HEAD] = str(kind)
+    meta.update(adapter_metadata(model))
     return meta
+
+
+def adapter_metadata(model) -> dict[str, str]:
+    """``lmforge_lora`` / ``lmforge_soft_prompt`` entries for a model with adapters ({} without)."""
+    from .lora import lora_config_of, lora_modules
+    from .soft_prompt import soft_prompt_of
+
+    meta: dict[str, str] = {}
+    cfg = lora_config_of(model)
+    if cfg is not None:
+        if any(m.merged for m in lora_modules(model).values()):
+            raise LmforgeError("a model with merged LoRA adapters cannot be saved; unmerge first")
+        meta[META_LORA] = cfg.to_json()
+    soft = soft_prompt_of(model)
+    if soft is not None:
+        meta[META_SOFT] = json.dumps({"n_before": soft.n_before, "n_after": soft.n_after})
+    return meta
+
+
+def attach_adapters(model, meta: dict[str, str], where: Path | str = "") -> None:
+    """Rebuild the adapters `meta` describes on a freshly built `model` (before its weights)."""
+    from .lora import LoraConfig, apply_lora
+
+    if META_LORA in meta:
+        try:
+            cfg = LoraConfig.from_json(meta[META_LORA])
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError, ConfigError) as e:
+            raise LmforgeError(f"{where}: {META_LORA} metadata is damaged ({e})") from None
+        apply_lora(model, cfg)
+    if META_SOFT in meta:
+        from .soft_prompt import attach_soft_prompt
+
+        try:
+            soft = json.loads(meta[META_SOFT])
+            n_before, n_after = int(soft["n_before"]), int(soft["n_after"])
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+            raise LmforgeError(f"{where}: {META_SOFT} metadata is damaged") from None
+        attach_soft_prompt(model, n_before, n_after, init="random")
 
 
 def save_model(model, path: str | Path, *, metadata: dict[str, str] | None = None) -> Path:
@@ -174,9 +224,18 @@ def read_model_meta(path: str | Path) -> tuple[str, Any, dict[str, str]]:
 
 
 def load_model(
-    path: str | Path, device: str = "cpu", dtype=None, *, head: str | bool | None = None
+    path: str | Path,
+    device: str = "cpu",
+    dtype=None,
+    *,
+    head: str | bool | None = None,
+    lora: str = "keep",
 ):
     """Rebuild the model saved at `path` (file or checkpoint folder) on `device`.
+
+    Adapters come back as saved (LoRA modules, soft prompt: the base frozen);
+    ``lora="merge"`` instead folds LoRA adapters into plain linear layers (a
+    model that computes the same, at the base's speed, with the base's names).
 
     ``head``: None (default) rebuilds what was saved, a head model if the file has
     ``lmforge_head``; False loads only the base model (a head checkpoint's head is
@@ -213,8 +272,15 @@ def load_model(
         tensors = {
             k[len(BASE_PREFIX) :]: v for k, v in tensors.items() if k.startswith(BASE_PREFIX)
         }
+    if lora not in LORA_MODES:
+        raise ValueError(f"lora must be one of {LORA_MODES}, got {lora!r}")
     model = build_model(arch, cfg)
+    attach_adapters(model, meta, p)
     _load_checked(model, tensors, p, arch)
+    if lora == "merge" and META_LORA in meta:
+        from .lora import unload_lora
+
+        unload_lora(model, merge=True)
     want = saved_head if head is None else (head or None)
     if want is not None:
         from .heads import HeadModel

@@ -26,6 +26,7 @@ METRICS_FILE = "metrics.jsonl"
 REPORT_FILE = "report.md"
 TB_DIR = "tb"
 PLOTS_DIR = "plots"
+SOFT_PROMPT_FILE = "soft_prompt.safetensors"
 LOCK_NAME = ".lock"
 # Every name a stage writes at the top of a run folder: a folder holding anything
 # else is not a run lmforge made, and is never replaced (lmforge.outputs).
@@ -42,6 +43,8 @@ RUN_NAMES = frozenset(
         TB_DIR,
         PLOTS_DIR,
         LOCK_NAME,
+        SOFT_PROMPT_FILE,  # prompt-tune runs: the trained soft tokens
+        SOFT_PROMPT_FILE + ".tmp",
     }
 )
 

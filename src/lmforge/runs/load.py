@@ -136,11 +136,17 @@ def load_run(
     device: str = "cpu",
     need: str | None = None,
     dtype: Any = None,
+    lora: str = "merge",
 ) -> Run:
     """Open `run` at `step` (or the checkpoint folder `checkpoint`, default `latest`).
 
     `need` ("decoder", "transformer-decoder", "encoder") refuses a model of another
     kind before its weights are read. Errors are `LmforgeError`s naming the file.
+
+    A run trained with `--lora` opens with its adapters merged into plain linear
+    layers (`lora="merge"`: what sampling, export and a child stage's `--from`
+    want); `lora="keep"` gives the adapter modules as trained (`export peft`). A
+    prompt-tune run's model keeps its soft prompt attached.
     """
     from ..models import load_model, read_model_meta
 
@@ -149,7 +155,7 @@ def load_run(
     arch, _, _ = read_model_meta(ckpt.model_file)
     check_kind(arch, need, path)
     tok = load_tokenizer(path, ckpt)
-    model = load_model(ckpt.model_file, device=device, dtype=dtype)
+    model = load_model(ckpt.model_file, device=device, dtype=dtype, lora=lora)
     vocab = getattr(getattr(model, "config", None), "vocab_size", None)
     if vocab is not None and vocab < tok.vocab_size:
         raise LmforgeError(

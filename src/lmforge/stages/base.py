@@ -47,11 +47,21 @@ class StageConfig(TrainConfig):
     force: bool = field_(
         False, help="replace an existing run in --out (its checkpoints and metrics are deleted)"
     )
+    lora: str = field_(
+        "",
+        help="train LoRA adapters on a frozen model instead of all weights, e.g. "
+        "r=8,alpha=16,dropout=0.05,targets=q,v (targets last: q k v o gate up down, "
+        "all-linear, or module paths); empty: train everything",
+    )
 
     def validate(self) -> None:
         super().validate()
         if not self.out:
             raise ConfigError("out", "required: the run folder to write")
+        if self.lora:
+            from ..models.lora import parse_lora_spec
+
+            parse_lora_spec(self.lora)  # a bad spec is one line before anything is read
         if self.init_from and Path(self.init_from).resolve() == Path(self.out).resolve():
             raise ConfigError(
                 "init_from", "is the output run itself; use --resume to continue a run"
@@ -125,6 +135,9 @@ def start_stage(
     run's own checkpoint holds the weights, and its trainer state the parent's record.
     `inputs` (`(name, path)`, e.g. `("data", cfg.data)`) may not overlap `--out`.
     Use the result as a context manager around the stage's work (the lock).
+
+    A parent trained with `--lora` arrives merged (`load_run`); a parent with a soft
+    prompt (a prompt-tune run) arrives without it: a child trains the model itself.
     """
     out = Path(cfg.out)
     layout = RunLayout(out)
@@ -163,6 +176,9 @@ def start_stage(
             None, None, None, out=out, clear_first=clear_first, fresh=fresh, existed=existed
         )
     parent = load_run(cfg.init_from, need=need)
+    from ..models.soft_prompt import detach_soft_prompt
+
+    detach_soft_prompt(parent.model)
     return StageStart(
         None,
         parent,
@@ -230,9 +246,12 @@ def check_fits_memory(arch: str, mcfg: Any, batch_size: int, seq_len: int, devic
     )
 
 
-def build_stage_model(arch: str, mcfg: Any, seed: int, state_dict: dict | None = None):
+def build_stage_model(
+    arch: str, mcfg: Any, seed: int, state_dict: dict | None = None, *, lora: str = ""
+):
     """(model, parameter count): seeded so every rank builds the same weights, then the
-    parent's `state_dict` if given (tied weights counted once)."""
+    parent's `state_dict` if given (tied weights counted once), then the `--lora`
+    adapters if asked (the base frozen; the count includes the adapters)."""
     from ..common import seed_everything
     from ..models import build_model
 
@@ -240,8 +259,41 @@ def build_stage_model(arch: str, mcfg: Any, seed: int, state_dict: dict | None =
     model = build_model(arch, mcfg)
     if state_dict is not None:
         model.load_state_dict(state_dict)
+    if lora:
+        from ..models.lora import apply_lora, parse_lora_spec
+
+        apply_lora(model, parse_lora_spec(lora), seed=seed)
     n_params = sum(w.numel() for w in {id(w): w for w in model.parameters()}.values())
     return model, n_params
+
+
+def trainable_note(model: Any) -> str:
+    """The start line's note on adapters (", LoRA r=8 ... on q,v: 12,288 trainable"), or ""."""
+    from ..models.lora import count_trainable, lora_config_of
+
+    cfg = lora_config_of(model)
+    if cfg is None:
+        return ""
+    train, _ = count_trainable(model)
+    return f", LoRA r={cfg.r} alpha={cfg.alpha:g} on {','.join(cfg.targets)}: {train:,} trainable"
+
+
+def check_resume_lora(ckpt: Checkpoint, lora: str) -> None:
+    """`--resume` must rebuild the adapters the checkpoint was trained with."""
+    from ..models import META_LORA, read_model_meta
+    from ..models.lora import LoraConfig, parse_lora_spec
+
+    _, _, meta = read_model_meta(ckpt.model_file)
+    saved = meta.get(META_LORA)
+    want = parse_lora_spec(lora).to_json() if lora else None
+    if saved == want:
+        return
+    had = f"--lora {LoraConfig.from_json(saved).spec()}" if saved else "no --lora"
+    asked = f"--lora {lora}" if lora else "no --lora"
+    raise LmforgeError(
+        f"{ckpt.model_file}: the checkpoint was trained with {had}, this run asks for {asked}; "
+        "resume with the run's own config.yaml"
+    )
 
 
 def write_run_files(out: Path, cfg: Any, tok: Any) -> None:

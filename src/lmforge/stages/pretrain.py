@@ -32,7 +32,9 @@ from .base import (
     build_stage_model,
     check_fits_memory,
     check_parent_tokenizer,
+    check_resume_lora,
     start_stage,
+    trainable_note,
     write_run_files,
 )
 from .pretrain_config import PretrainConfig
@@ -115,6 +117,7 @@ def _pretrain(cfg: PretrainConfig, start: StageStart, out: Path, train_shards, t
     ckpt = start.resume
     if ckpt is not None:
         _check_resume_matches(ckpt, tok.hash, arch, mcfg)
+        check_resume_lora(ckpt, cfg.lora)
     if start.complete is not None:
         step = start.resume.step
         print0(
@@ -174,7 +177,7 @@ def _run(cfg, ctx, out, train_shards, tok, arch, mcfg, seq_len, start: StageStar
 
     ckpt = start.resume
     parent_sd = start.parent.model.state_dict() if start.parent is not None else None
-    model, n_params = build_stage_model(arch, mcfg, cfg.seed, parent_sd)
+    model, n_params = build_stage_model(arch, mcfg, cfg.seed, parent_sd, lora=cfg.lora)
     if ctx.is_main:
         write_run_files(out, cfg, tok)
         origin = ""
@@ -184,7 +187,7 @@ def _run(cfg, ctx, out, train_shards, tok, arch, mcfg, seq_len, start: StageStar
             origin = f", from {start.parent.path} (step {start.parent.step})"
         print0(
             f"pretrain: {arch} {'' if start.parent_info else cfg.preset + ' '}"
-            f"({n_params / 1e6:.2f}M parameters), vocab "
+            f"({n_params / 1e6:.2f}M parameters{trainable_note(model)}), vocab "
             f"{mcfg.vocab_size}, seq_len {seq_len}, batch {cfg.batch_size}×{cfg.grad_accum}"
             f"×{ctx.world_size}, device {ctx.device}" + origin
         )

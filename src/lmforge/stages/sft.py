@@ -26,7 +26,15 @@ from ..common import ConfigError, dist_info, print0
 from ..train import distributed as D
 from ..train.loop import TrainResult, budget_spent, state_counters, train
 from ..train.sft import SFTObjective
-from .base import StageStart, build_stage_model, check_fits_memory, start_stage, write_run_files
+from .base import (
+    StageStart,
+    build_stage_model,
+    check_fits_memory,
+    check_resume_lora,
+    start_stage,
+    trainable_note,
+    write_run_files,
+)
 from .sft_config import SFTConfig
 
 STAGE = "sft"
@@ -86,6 +94,7 @@ def _model_and_tokenizer(cfg: SFTConfig, start: StageStart) -> tuple[str, Any, A
 
     if start.resume is not None:
         arch, mcfg, _ = read_model_meta(start.resume.model_file)
+        check_resume_lora(start.resume, cfg.lora)
         tok = load_tokenizer(cfg.out, start.resume)
         return arch, mcfg, tok, None
     parent = start.parent
@@ -193,7 +202,7 @@ def _run(p: _Prepared, ctx: Any, start: StageStart) -> TrainResult:
         p.train_ex, cfg.batch_size, seq_len, pad_id=pad, seed=cfg.seed, rank=ctx.rank,
         world_size=ctx.world_size,
     )  # fmt: skip
-    model, n_params = build_stage_model(arch, mcfg, cfg.seed, parent_sd)
+    model, n_params = build_stage_model(arch, mcfg, cfg.seed, parent_sd, lora=cfg.lora)
     if ctx.is_main:
         write_run_files(out, cfg, tok)
         origin = (
@@ -202,7 +211,8 @@ def _run(p: _Prepared, ctx: Any, start: StageStart) -> TrainResult:
             else f"from {start.parent.path} (step {start.parent.step})"
         )
         print0(
-            f"sft: {arch} ({n_params / 1e6:.2f}M parameters), {stats.kept:,} conversations "
+            f"sft: {arch} ({n_params / 1e6:.2f}M parameters{trainable_note(model)}), "
+            f"{stats.kept:,} conversations "
             f"({stats.truncated} truncated, {stats.dropped} dropped), "
             f"{batches.rows_per_epoch:,} packed rows of {seq_len} per epoch, "
             f"{stats.targets:,} assistant tokens per epoch, batch {cfg.batch_size}×"

@@ -23,14 +23,17 @@ from .config import WorldConfig
 from .dialogues import build_dialogues
 from .entities import World, make_world
 from .instructions import build_instructions
+from .long_range import build_long_range, candidates
 from .preferences import build_preferences
 from .readme import readme_text
 from .seeding import component_rng
 from .tasks import FAMILIES
 from .text import documents
+from .trivia import build_trivia
 
 GENERATOR = "lmforge world"
-GENERATOR_VERSION = 3  # 2: multi_step, fact_chain, held-out tasks, val dialogues; 3: verdicts
+# 2: multi_step, fact_chain, held-out tasks, val dialogues; 3: verdicts, long_range/, trivia/
+GENERATOR_VERSION = 3
 MANIFEST = "manifest.json"
 VAL_FRACTION = 20  # pretraining val text is 1/20 of the train text
 
@@ -193,6 +196,17 @@ def _write_world(tmp: Path, cfg: WorldConfig, counts: dict[str, int]) -> dict:
         for split, rows in splits.items():
             _write_jsonl(tmp / "classification" / set_name / f"{split}.jsonl", rows)
         _write_json(tmp / "classification" / set_name / "labels.json", labels_json(set_name))
+
+    # Evaluation sets in the LAMBADA and TriviaQA formats (docs/evaluations.md).
+    n_test = 2 * counts["test_per_family"]
+    eval_sets = {
+        "long_range": build_long_range(world, seed, counts["test_per_family"], n_test),
+        "trivia": build_trivia(world, seed, counts["train_per_family"], n_test),
+    }
+    for set_name, splits in eval_sets.items():
+        for split, rows in splits.items():
+            _write_jsonl(tmp / set_name / f"{split}.jsonl", rows)
+    _write_json(tmp / "long_range" / "candidates.json", candidates(world))
 
     families = {
         name: {

@@ -21,6 +21,11 @@ _FILES = (
     ("dialogues/train.jsonl, val.jsonl, test.jsonl", "multi-turn chats; the last reply is checked"),
     ("preferences/train.jsonl, val.jsonl", "chosen/rejected replies with graded margins"),
     ("classification/{sentiment,topic}/", "balanced few-shot sets with labels.json"),
+    (
+        "long_range/train.jsonl, test.jsonl, candidates.json",
+        "LAMBADA-style passages: the last word is stated only `distance` sentences back",
+    ),
+    ("trivia/train.jsonl, test.jsonl", "TriviaQA-style closed-book fact questions with aliases"),
 )
 
 
