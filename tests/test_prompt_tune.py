@@ -252,7 +252,10 @@ def test_the_run_folder_is_complete_and_the_base_is_untouched(ref_run, tiny_run)
     assert n_state == 5 * 64  # the optimizer holds the soft tokens only
     report = (ref_run / "report.md").read_text()
     assert "test accuracy (label scoring, with the soft prompt)" in report
-    assert "| trainable parameters (soft tokens) | 320 |" in report
+    assert "| trainable parameters | 320 |" in report
+    result = json.loads((ref_run / "result.json").read_text())
+    assert result["trainable_params"] == 320 and result["method"] == "5 soft tokens (3+2)"
+    assert 0.0 <= result["test_accuracy"] <= 1.0 and result["steps"] == 6
     # tokens_seen counts label tokens: one per example here (" cats" / " mill").
     assert ck.state["tokens_seen"] == 6 * 4
 
@@ -306,6 +309,30 @@ def test_resume_of_a_finished_run_and_force(ref_run, tiny_run, tmp_path, capsys,
     assert not (run / "checkpoints" / "step_6").exists()
 
 
+@pytest.mark.parametrize("method", ["lora", "full"])
+def test_lora_and_full_fine_tuning_train_the_same_task(method, tiny_run, tmp_path, capsys,
+                                                        monkeypatch):  # fmt: skip
+    use_tiny_task(monkeypatch)
+    out = tmp_path / method
+    how = ["--lora", "r=2,targets=q,v"] if method == "lora" else ["--full"]
+    r = cli(capsys, "prompt-tune", "--from", tiny_run, "--out", out, *PT, "--n-before", "0",
+            "--n-after", "0", *how, "--lr", "3e-3", "--max-steps", "3", "--save-every", "0",
+            "--eval-every", "0")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert not (out / "soft_prompt.safetensors").exists()
+    result = json.loads((out / "result.json").read_text())
+    parent, got = weights(latest_checkpoint(tiny_run)), weights(latest_checkpoint(out))
+    changed = [k for k, v in parent.items() if not torch.equal(got[k], v)]
+    if method == "lora":
+        # Only the adapters train: rank 2 on the q and v slices of every layer's qkv.
+        assert changed == [] and result["trainable_params"] == sum(
+            v.numel() for k, v in got.items() if "lora_" in k
+        )
+    else:
+        assert changed and result["trainable_params"] == result["total_params"]
+    assert result["peak_rss_mb"] is None or result["peak_rss_mb"] > 0
+
+
 def test_sampling_uses_the_soft_prompt(ref_run, tiny_run, capsys):
     args = ["--prompt", "Trip: Anna went to the river.\nWhere:", "--temperature", "0",
             "--max-new-tokens", "5"]  # fmt: skip
@@ -320,11 +347,12 @@ def test_sampling_uses_the_soft_prompt(ref_run, tiny_run, capsys):
 
 def test_bad_input_is_one_line_and_writes_nothing(tiny_run, tmp_path, capsys, monkeypatch):
     out = tmp_path / "out"
-    r = cli(capsys, "prompt-tune", "--from", tiny_run, "--out", out, *PT, "--lora", "r=2")
-    assert_clean_error(r, "lora", "only the soft prompt")
+    r = cli(capsys, "prompt-tune", "--from", tiny_run, "--out", out, *PT, "--lora", "r=2",
+            "--full")  # fmt: skip
+    assert_clean_error(r, "full", "drop --lora")
     r = cli(capsys, "prompt-tune", "--from", tiny_run, "--out", out, *PT, "--n-before", "0",
             "--n-after", "0")  # fmt: skip
-    assert_clean_error(r, "at least one soft token")
+    assert_clean_error(r, "nothing to train")
     r = cli(capsys, "prompt-tune", "--out", out, "--task", "tiny")
     assert_clean_error(r, "init_from")
     task = tiny_task()

@@ -140,7 +140,9 @@ class FewShotConfig:
                     "given (the recency and majority probes choose their own orders)",
                 )  # fmt: skip
             if not self.content_free:
-                raise ConfigError("content_free", "the sweeps calibrate: give a content-free string")
+                raise ConfigError(
+                    "content_free", "the sweeps calibrate: give a content-free string"
+                )
         if self.format_names() is not None and "formats" not in self.sweep:
             raise ConfigError(
                 "fmt", f"{self.fmt!r} names several formats; that is --sweep formats "

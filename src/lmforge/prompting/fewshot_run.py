@@ -14,6 +14,12 @@ loads the run (`load_run(need="decoder")`), runs `evaluate.run_fewshot` and, wit
 * ``results.md``: the table the verb prints;
 * ``accuracy.png``: accuracy against k (mean, std bars, min-max band) per
   variant; ``labels.png``: the predicted-label shares per k (majority-label bias).
+
+`run_sweeps_verb(run, tasks, cfg, out=...)` is the verb with ``--sweep``: the
+sensitivity experiments (`lmforge.prompting.sensitivity`) on one or more tasks
+with the one loaded model, written by `sensitivity_report.write_sweeps`
+(results.json with ``"mode": "sweep"``, results.md, one plot per sweep) under
+the same output policy.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ..common import pick_device, replace_folder
+from ..common import LmforgeError, pick_device, replace_folder
 from ..config import to_dict
 from .evaluate import DemoEval, FewShotConfig, FewShotResult, check_plan, run_fewshot
 
@@ -96,6 +102,87 @@ def run_fewshot_verb(
     if out is not None:
         write_fewshot(out, result, about=about)
     return result, about
+
+
+def _check_out(out, force: bool, run, world, data_dir, tasks: list[tuple[str, Any]]) -> None:
+    from ..outputs import check_out
+
+    inputs = [("run", run), ("world", world), ("data folder", data_dir)]
+    for name, opened in tasks:
+        inputs += [("task file", f) for f in task_files_of(opened, name)]
+    check_out(
+        out, force=force, made_here=is_fewshot_folder, what="few-shot evaluation",
+        inputs=[(n, p) for n, p in inputs if p is not None],
+    )  # fmt: skip
+
+
+def _about(run, opened, tasks: list[Any]) -> dict[str, Any]:
+    return {
+        "name": f"{Path(run).resolve().name}@{opened.step}",
+        "run": {
+            "path": str(Path(run).resolve()),
+            "step": opened.step,
+            "stage": opened.stage,
+            "arch": opened.arch,
+        },  # fmt: skip
+        "tasks": [
+            {
+                "name": t.name,
+                "formats": [f.name for f in t.formats],
+                "labels": t.labels,
+                "source": t.source,
+                "train": len(t.train),
+                "test": len(t.test),
+            }
+            for t in tasks
+        ],  # fmt: skip
+    }
+
+
+def run_sweeps_verb(
+    run: str | Path,
+    tasks: list[str],
+    cfg: FewShotConfig,
+    *,
+    world: str | Path | None = None,
+    data_dir: str | Path | None = None,
+    step: int | None = None,
+    out: str | Path | None = None,
+    force: bool = False,
+    device: str = "auto",
+    show_progress: bool = True,
+) -> tuple[list, dict[str, Any]]:
+    """``cfg.sweep`` on every task of `tasks` with RUN's model; returns (sweeps, about)."""
+    from ..runs import load_run
+    from .builder import PromptBuilder
+    from .sensitivity import format_list, run_sweeps
+    from .sensitivity_report import write_sweeps
+    from .tasks import load_task
+
+    if not tasks:
+        raise LmforgeError("task: name at least one task")
+    names = cfg.format_names()
+    first = 0 if names is None or names == ["all"] else names[0]
+    opened_tasks = []
+    for name in tasks:
+        t = load_task(name, world=world, fmt=cfg.fmt if names is None else first,
+                      data_dir=data_dir)  # fmt: skip
+        if "formats" in cfg.sweep:
+            format_list(t, cfg.fmt)  # a format it does not have fails here, before the model
+        opened_tasks.append(t)
+    if out is not None:
+        _check_out(out, force, run, world, data_dir, list(zip(tasks, opened_tasks)))
+    opened = load_run(run, step, device=pick_device(device), need="decoder")
+    sweeps = []
+    for t in opened_tasks:
+        builder = PromptBuilder(t, opened.tokenizer, start=cfg.start)
+        sweeps += run_sweeps(opened.model, builder, cfg, show_progress=show_progress)
+    # The order a reader wants: by sweep, then by task.
+    sweeps.sort(key=lambda s: cfg.sweep.index(s.name))
+    about = _about(run, opened, opened_tasks)
+    if out is not None:
+        about["files"] = write_sweeps(out, sweeps, about=about, config=cfg)
+    return sweeps, about
 
 
 def task_files_of(task, name: str) -> list[str]:

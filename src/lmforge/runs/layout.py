@@ -27,6 +27,7 @@ REPORT_FILE = "report.md"
 TB_DIR = "tb"
 PLOTS_DIR = "plots"
 SOFT_PROMPT_FILE = "soft_prompt.safetensors"
+RESULT_FILE = "result.json"  # a stage's headline numbers (prompt-tune)
 LOCK_NAME = ".lock"
 # Every name a stage writes at the top of a run folder: a folder holding anything
 # else is not a run lmforge made, and is never replaced (lmforge.outputs).
@@ -45,6 +46,8 @@ RUN_NAMES = frozenset(
         LOCK_NAME,
         SOFT_PROMPT_FILE,  # prompt-tune runs: the trained soft tokens
         SOFT_PROMPT_FILE + ".tmp",
+        RESULT_FILE,
+        RESULT_FILE + ".tmp",
     }
 )
 

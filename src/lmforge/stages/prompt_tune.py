@@ -1,4 +1,10 @@
-"""`lmforge prompt-tune`: soft tokens trained on a classification task, the model frozen.
+"""`lmforge prompt-tune`: a model tuned on a classification task — soft tokens (the model
+frozen; the default), LoRA adapters (`--lora`, the base frozen) or every weight (`--full`).
+
+The three share one objective and one batch source, so they compare like for like
+(docs/prompting.md); without soft tokens (`--n-before 0 --n-after 0`) the rows are
+plain ``query + label``. Each run writes ``result.json`` (accuracy, trainable
+parameters, time, peak memory).
 
 `prompt_tune(cfg, resume=False)` follows the stage contract (`stages.base`): the
 parent run (`--from`) gives the weights and the tokenizer; the task
@@ -28,6 +34,7 @@ import torch
 from ..common import ConfigError, LmforgeError, print0
 from ..models.soft_prompt import SOFT_PROMPT_FILE, SoftLayout, attach_soft_prompt, save_soft_prompt
 from ..prompting.soft_batches import SoftPromptBatches, label_ids, task_rows
+from ..runs.layout import RESULT_FILE
 from ..train import distributed as D
 from ..train.loop import TrainResult, train
 from ..train.sft import SFTObjective
@@ -131,11 +138,28 @@ def _run(p: _Prepared, ctx: Any, start: StageStart) -> TrainResult:
     cfg, out = p.cfg, Path(p.cfg.out)
     batches = SoftPromptBatches(p.train_rows, cfg.batch_size, p.pad_id, seed=cfg.seed,
                                 rank=ctx.rank, world_size=ctx.world_size)  # fmt: skip
-    model, n_params = build_stage_model(p.arch, p.mcfg, cfg.seed, p.parent_sd)
-    init_ids = sorted({i for ids in p.labels.values() for i in ids})
-    soft = attach_soft_prompt(model, cfg.n_before, cfg.n_after, init=cfg.init,
-                              init_ids=init_ids if cfg.init == "labels" else None,
-                              seed=cfg.seed)  # fmt: skip
+    # One task objective, three ways to train it: soft tokens (the model frozen), LoRA
+    # adapters (--lora, the base frozen) or every weight (--full); soft tokens may be
+    # combined with either.
+    model, n_params = build_stage_model(p.arch, p.mcfg, cfg.seed, p.parent_sd, lora=cfg.lora)
+    soft = None
+    if cfg.n_before + cfg.n_after > 0:
+        init_ids = sorted({i for ids in p.labels.values() for i in ids})
+        soft = attach_soft_prompt(model, cfg.n_before, cfg.n_after, init=cfg.init,
+                                  init_ids=init_ids if cfg.init == "labels" else None,
+                                  seed=cfg.seed)  # fmt: skip
+    if cfg.full:
+        for w in model.parameters():
+            w.requires_grad_(True)
+    elif cfg.lora and soft is None:
+        pass  # apply_lora froze the base already
+    elif cfg.lora:
+        from ..models.lora import lora_parameters
+
+        for w in lora_parameters(model):  # attach_soft_prompt froze them with the base
+            w.requires_grad_(True)
+    trainable = sum(w.numel() for w in {id(w): w for w in model.parameters()}.values()
+                    if w.requires_grad)  # fmt: skip
     parent_info = start.parent_info
     if ctx.is_main:
         write_run_files(out, cfg, p.tok)
@@ -145,9 +169,8 @@ def _run(p: _Prepared, ctx: Any, start: StageStart) -> TrainResult:
             else f"from {start.parent.path} (step {start.parent.step})"
         )
         print0(
-            f"prompt-tune: {p.arch} ({n_params / 1e6:.2f}M parameters, frozen), "
-            f"{soft.n_virtual} soft tokens ({cfg.n_before} before, {cfg.n_after} after the "
-            f"input: {soft.weight.numel():,} trainable), task {p.task.name}: "
+            f"prompt-tune: {p.arch} ({n_params / 1e6:.2f}M parameters), {method_of(cfg)}: "
+            f"{trainable:,} trainable, task {p.task.name}: "
             f"{len(p.train_rows):,} train / {len(p.test_rows):,} test examples, labels "
             f"{', '.join(p.labels)}; {origin}"
         )
@@ -177,22 +200,75 @@ def _run(p: _Prepared, ctx: Any, start: StageStart) -> TrainResult:
             "tokenizer_hash": p.tok.hash,
             "model": {"arch": p.arch, **dataclasses.asdict(p.mcfg)},
             "soft_prompt": {"n_before": cfg.n_before, "n_after": cfg.n_after, "init": cfg.init},
+            "method": method_of(cfg),
             **({"parent": parent_info} if parent_info else {}),
         },
         desc="prompt-tune",
     )
     if ctx.is_main:
-        path = save_soft_prompt(out / SOFT_PROMPT_FILE, soft, parent_info or {})
+        wrote = ""
+        if soft is not None:
+            wrote = f"; wrote {save_soft_prompt(out / SOFT_PROMPT_FILE, soft, parent_info or {})}"
         model.eval()
         acc = label_accuracy(model, p, with_soft=True)
-        zero = label_accuracy(model, p, with_soft=False)
-        write_report(out, p, n_params, soft, result, acc, zero, parent_info,
-                     time.perf_counter() - t0)  # fmt: skip
+        zero = label_accuracy(model, p, with_soft=False) if soft is not None else None
+        wall = time.perf_counter() - t0
+        write_report(out, p, n_params, trainable, result, acc, zero, parent_info, wall)
+        write_result(out, cfg, p, trainable, n_params, result, acc, wall)
         print0(
-            f"prompt-tune: step {result.step}, train loss {result.train_loss:.4f}; test accuracy "
-            f"{_pct(acc)} with the soft prompt, {_pct(zero)} without it (zero-shot); wrote {path}"
+            f"prompt-tune ({method_of(cfg)}): step {result.step}, train loss "
+            f"{result.train_loss:.4f}; test accuracy {_pct(acc)}"
+            + (f" ({_pct(zero)} without the soft prompt)" if soft is not None else "")
+            + wrote
         )
     return result
+
+
+def method_of(cfg: PromptTuneConfig) -> str:
+    """What is trained, in words: "20 soft tokens (10+10)", "LoRA r=8,...", "full", combos."""
+    parts = []
+    if cfg.n_before + cfg.n_after:
+        parts.append(f"{cfg.n_before + cfg.n_after} soft tokens ({cfg.n_before}+{cfg.n_after})")
+    if cfg.lora:
+        parts.append(f"LoRA {cfg.lora}")
+    if cfg.full:
+        parts.append("full fine-tuning")
+    return " + ".join(parts)
+
+
+def peak_rss_mb() -> float | None:
+    """This process's peak resident memory (VmHWM) in MB, where /proc has it."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+def write_result(out: Path, cfg: PromptTuneConfig, p: _Prepared, trainable: int, n_params: int,
+                 result: TrainResult, acc: float | None, wall_s: float) -> Path:  # fmt: skip
+    """RUN/result.json: the numbers an experiment compares across methods."""
+    import json
+
+    from ..common import atomic_write_text
+
+    doc = {
+        "task": p.task.name,
+        "method": method_of(cfg),
+        "test_accuracy": acc,
+        "test_examples": len(p.test_rows),
+        "trainable_params": trainable,
+        "total_params": n_params,
+        "steps": result.step,
+        "train_loss": result.train_loss,
+        "wall_s": round(wall_s, 2),
+        "peak_rss_mb": peak_rss_mb(),
+    }
+    path = out / RESULT_FILE
+    atomic_write_text(path, json.dumps(doc, indent=2) + "\n")
+    return path
 
 
 def _pct(x: float | None) -> str:
@@ -220,7 +296,7 @@ def label_accuracy(model: torch.nn.Module, p: _Prepared, *, with_soft: bool) -> 
     return sum(by_ids[g] == y for g, y in zip(gold, pred)) / len(pred)
 
 
-def write_report(out: Path, p: _Prepared, n_params: int, soft: Any, result: TrainResult,
+def write_report(out: Path, p: _Prepared, n_params: int, trainable: int, result: TrainResult,
                  acc: float | None, zero: float | None, parent: dict | None,
                  wall_s: float) -> Path:  # fmt: skip
     """RUN/report.md of a prompt-tune run."""
@@ -230,16 +306,22 @@ def write_report(out: Path, p: _Prepared, n_params: int, soft: Any, result: Trai
     lines = [
         f"# Prompt-tuning report: {p.arch}, task {p.task.name}",
         "",
-        f"Soft tokens on the frozen model of `{(parent or {}).get('run', '?')}` (step "
-        f"{(parent or {}).get('step', '?')}); `{SOFT_PROMPT_FILE}` holds them.",
+        f"{method_of(p.cfg)} on the model of `{(parent or {}).get('run', '?')}` (step "
+        f"{(parent or {}).get('step', '?')})"
+        + (
+            f"; `{SOFT_PROMPT_FILE}` holds the soft tokens."
+            if p.cfg.n_before + p.cfg.n_after
+            else "."
+        ),
         "",
         "## Result",
         "",
         _table(
             [
                 ("test accuracy (label scoring, with the soft prompt)", _pct(acc)),
-                ("test accuracy (zero-shot, without it)", _pct(zero)),
-                ("trainable parameters (soft tokens)", soft.weight.numel()),
+                ("test accuracy (the same model without the soft prompt)", _pct(zero)),
+                ("what is trained", method_of(p.cfg)),
+                ("trainable parameters", trainable),
                 *_result_rows(res, n_params, wall_s, "label tokens trained", " (per token)"),
             ]
         ),
@@ -254,7 +336,7 @@ def write_report(out: Path, p: _Prepared, n_params: int, soft: Any, result: Trai
                 ("labels", ", ".join(f"{k} {p.task.label_text(k)!r}" for k in p.labels)),
                 ("train examples", len(p.train_rows)),
                 ("test examples", len(p.test_rows)),
-                ("soft tokens before / after the input", f"{soft.n_before} / {soft.n_after}"),
+                ("soft tokens before / after the input", f"{p.cfg.n_before} / {p.cfg.n_after}"),
                 ("init", p.cfg.init),
             ]
         ),

@@ -20,6 +20,10 @@ class PromptTuneConfig(StageConfig):
     )  # fmt: skip
     world: str = field_("", help="world folder for the world's task sets (sentiment, topic)")
     fmt: str = field_("0", help="prompt format of the task: its index or name")
+    full: bool = field_(
+        False, help="train every weight of the model (full fine-tuning on the task) instead of "
+        "only the soft tokens; with --n-before 0 --n-after 0 for plain fine-tuning",
+    )  # fmt: skip
     n_before: int = field_(10, help="soft tokens before the input", min=0)
     n_after: int = field_(10, help="soft tokens after the input (before the label)", min=0)
     init: str = field_(
@@ -45,10 +49,10 @@ class PromptTuneConfig(StageConfig):
         super().validate()
         if not self.task:
             raise ConfigError("task", "required: the classification task to tune for")
-        if self.n_before + self.n_after < 1:
-            raise ConfigError("n_before", "need at least one soft token (--n-before/--n-after)")
-        if self.lora:
+        if self.n_before + self.n_after < 1 and not self.lora and not self.full:
             raise ConfigError(
-                "lora", "prompt-tune trains only the soft prompt; train adapters with "
-                "`lmforge sft --lora` or `lmforge pretrain --lora`",
+                "n_before", "nothing to train: give soft tokens (--n-before/--n-after), "
+                "--lora SPEC or --full",
             )  # fmt: skip
+        if self.lora and self.full:
+            raise ConfigError("full", "--full trains every weight; drop --lora (or --full)")
