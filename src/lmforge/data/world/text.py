@@ -174,8 +174,8 @@ TOPIC_TAGS = ("Section: {label}.", "This is about {label}.", "Filed under {label
 
 def opinion_doc(rng: random.Random, world: World, seed: int) -> str:
     """Reviews and topical sentences, so the classification vocabulary is familiar;
-    most of them state their label in words (a verdict, a section tag)."""
-    tagged = rng.random() < 0.8
+    half of them state their label in words (a verdict, a section tag)."""
+    tagged = rng.random() < 0.5
     if rng.random() < 0.5:
         parts = []
         for _ in range(rng.randint(1, 3)):
@@ -193,13 +193,13 @@ def opinion_doc(rng: random.Random, world: World, seed: int) -> str:
 DOC_KINDS: tuple[tuple[Callable[[random.Random, World, int], str], float], ...] = (
     (profile_doc, 0.28),
     (qa_doc, 0.10),
-    (story_doc, 0.17),
+    (story_doc, 0.20),
     (place_doc, 0.06),
     (event_doc, 0.05),
     (arithmetic_doc, 0.10),
     (word_problem_doc, 0.09),
     (puzzle_doc, 0.05),
-    (opinion_doc, 0.10),
+    (opinion_doc, 0.07),
 )
 
 
