@@ -56,6 +56,17 @@ def check_not_overlapping(out: str | Path, inputs: Iterable[tuple[str, str | Pat
         )
 
 
+def has_results_of_kind(path: str | Path, kind: str, file: str = "results.json") -> bool:
+    """Does `path` hold a `file` (JSON) whose "kind" is `kind`: a folder that verb wrote?"""
+    import json
+
+    try:
+        data = json.loads((Path(path) / file).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and data.get("kind") == kind
+
+
 def check_out(
     out: str | Path,
     *,

@@ -174,11 +174,9 @@ def plot_comparison(
 
 def is_task_eval_folder(path: Path) -> bool:
     """Does `path` hold an evaluation this verb wrote (results.json of its kind)?"""
-    try:
-        data = json.loads((path / RESULTS_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return isinstance(data, dict) and data.get("kind") == RESULTS_KIND
+    from ..outputs import has_results_of_kind
+
+    return has_results_of_kind(path, RESULTS_KIND, RESULTS_FILE)
 
 
 def check_out_folder(

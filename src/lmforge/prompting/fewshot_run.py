@@ -42,11 +42,9 @@ ACCURACY_PLOT, LABELS_PLOT = "accuracy.png", "labels.png"
 
 def is_fewshot_folder(path: Path) -> bool:
     """Does `path` hold a few-shot evaluation this verb wrote (results.json of its kind)?"""
-    try:
-        data = json.loads((path / RESULTS_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return isinstance(data, dict) and data.get("kind") == RESULTS_KIND
+    from ..outputs import has_results_of_kind
+
+    return has_results_of_kind(path, RESULTS_KIND, RESULTS_FILE)
 
 
 def run_fewshot_verb(
