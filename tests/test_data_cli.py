@@ -75,7 +75,7 @@ def test_bad_input_is_one_clear_line_and_keeps_the_old_output(tmp_path, bpe_dir,
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out.")]  # no temp folder
 
 
-def test_flag_and_folder_errors(tmp_path, bpe_dir):
+def test_flag_and_folder_errors(tmp_path, bpe_dir, monkeypatch):
     assert_clean_error(
         run_lmforge("data", "prepare", "--input", "x.txt", "--out", tmp_path / "o"), "tokenizer"
     )
@@ -83,6 +83,9 @@ def test_flag_and_folder_errors(tmp_path, bpe_dir):
     assert_clean_error(r, "txt_docs", "blank-line")
     assert_clean_error(prepare(tmp_path / "notok", tmp_path / "o", "x.txt"), "tokenizer.json")
     assert_clean_error(run_lmforge("data", "info", tmp_path), "not a prepared data folder")
+    # With `datasets` installed (the peers extra) a Hub name is looked up: offline here, so
+    # fail at once instead of after the client's retries (their log lines are silenced).
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     assert_clean_error(prepare(bpe_dir, tmp_path / "o", "hf:some/dataset"), "hf:some/dataset")
 
 

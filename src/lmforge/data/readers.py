@@ -413,10 +413,20 @@ def _read_hub(spec: str, field: str) -> Iterator[tuple[int, str]]:
             f"{spec}: reading Hub datasets needs the `datasets` package: pip install datasets "
             f"(or save the dataset with save_to_disk and pass its folder)"
         ) from None
+    import logging
+
+    # The Hub client logs every retry on stderr; the error below says it in one line.
+    quiet = [logging.getLogger(n) for n in ("huggingface_hub", "datasets", "fsspec")]
+    levels = [q.level for q in quiet]
+    for q in quiet:
+        q.setLevel(logging.ERROR)
     try:
         ds = datasets.load_dataset(name, config or None, split=split or "train", streaming=True)
     except Exception as e:  # network, missing dataset, bad config: all user-facing
         raise LmforgeError(f"{spec}: could not load the dataset ({_one_line(e)})") from None
+    finally:
+        for q, level in zip(quiet, levels):
+            q.setLevel(level)
     for row, example in enumerate(ds, start=1):
         if field not in example:
             cols = ", ".join(example) or "none"
