@@ -34,6 +34,8 @@ TINY = dict(
     dialogues_test=20,
     preferences_train=90,
     preferences_val=20,
+    rankings_train=30,
+    rankings_val=10,
     classification_train_per_label=20,
     classification_test_per_label=10,
 )
@@ -72,7 +74,7 @@ def test_same_seed_is_byte_identical_and_other_seed_differs(tmp_path):
     build_world(_tiny(tmp_path / "b", seed=7))
     build_world(_tiny(tmp_path / "c", seed=8))
     a, b, c = (_hashes(tmp_path / x) for x in "abc")
-    assert len(a) == 26 and a == b
+    assert len(a) == 28 and a == b
     assert {"instructions/heldout_tasks.jsonl", "dialogues/val.jsonl", "README.md"} <= set(a)
     assert set(a) == set(c)
     # Every generated file changes with the seed (labels.json are fixed metadata).
@@ -224,7 +226,8 @@ def test_heldout_family_is_nowhere_a_model_trains(world):
     prefs = _jsonl(world / "preferences" / "train.jsonl") + _jsonl(
         world / "preferences" / "val.jsonl"
     )
-    assert {r["task"] for r in prefs} == set(SEEN) and not any(r["heldout_task"] for r in prefs)
+    assert {r["task"] for r in prefs} == set(SEEN) | {"dialogue"}
+    assert not any(r["heldout_task"] for r in prefs)
     text = (world / "pretrain" / "train.txt").read_text(encoding="utf-8")
     assert "Question: Which is bigger" not in text and ": which is greater?" not in text
     assert "Question: Sort these" in text  # puzzles of the seen families still are
@@ -305,20 +308,38 @@ def test_every_generated_answer_passes_its_checker(world):
             assert check(r, "") == 0.0
 
 
-def test_preference_pairs_have_graded_margins(world):
-    margins = {"wrong": 1.0, "unhelpful": 0.75, "sloppy": 0.25}
+def test_preference_pairs_are_rated(world):
+    ratings = ("significantly_better", "better", "slightly_better", "negligibly_better")
     rows = _jsonl(world / "preferences" / "train.jsonl")
     val = _jsonl(world / "preferences" / "val.jsonl")
     assert len(rows) == 1500 and len(val) == 200
-    assert {r["rejected_kind"] for r in rows} == set(margins)
+    assert {r["rejected_kind"] for r in rows} == {"wrong", "unhelpful", "sloppy"}
     for r in rows + val:
-        assert r["margin"] == margins[r["rejected_kind"]]
-        assert [m["role"] for m in r["prompt"]] == ["user"]
+        assert r["rating"] in ratings and "margin" not in r
+        roles = [m["role"] for m in r["prompt"]]
+        if r["task"] == "dialogue":  # multi-turn: the chat before the last answer
+            assert roles[0] == "system" and roles[-1] == "user" and roles.count("user") >= 2
+        else:
+            assert roles == ["user"]
         assert r["chosen"] != r["rejected"]
         assert check(r, r["chosen"]) == 1.0
         assert check(r, r["rejected"]) == (1.0 if r["rejected_kind"] == "sloppy" else 0.0)
-    train_prompts = {r["prompt"][0]["content"] for r in rows}
-    assert not train_prompts & {r["prompt"][0]["content"] for r in val}
+        assert r["graded"]["chosen"] == 1.0 > r["graded"]["rejected"]
+        # Wrong or no answer: at least "better"; a right answer sloppily written: at most "slightly".
+        strong = r["rating"] in ratings[:2]
+        assert strong == (r["rejected_kind"] != "sloppy")
+    # Every level present, the strong ones common (LLaMA-2 style); one pair in six multi-turn.
+    share = {x: sum(r["rating"] == x for r in rows) / len(rows) for x in ratings}
+    assert min(share.values()) >= 0.1 and share["significantly_better"] == max(share.values())
+    assert share["significantly_better"] + share["better"] >= 0.5
+    assert sum(r["task"] == "dialogue" for r in rows) == 1500 // 6
+
+    def prompts(rs):
+        return {tuple(m["content"] for m in r["prompt"]) for r in rs}
+
+    assert not prompts(rows) & prompts(val)
+    rankings = _jsonl(world / "preferences" / "rankings_train.jsonl")
+    assert len(rankings) == 500 and len(_jsonl(world / "preferences" / "rankings_val.jsonl")) == 100
     test_ids = {r["problem_id"] for r in _jsonl(world / "instructions" / "test.jsonl")}
     assert not test_ids & {r["problem_id"] for r in rows + val}
 

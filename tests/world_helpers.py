@@ -23,6 +23,8 @@ def build_tiny_world(out: Path, train_per_family: int = 10) -> Path:
             dialogues_test=4,
             preferences_train=10,
             preferences_val=4,
+            rankings_train=4,
+            rankings_val=2,
             classification_train_per_label=4,
             classification_test_per_label=4,
         )

@@ -75,6 +75,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     _register_cloze(sub)
     _register_ladder(sub)
+    from .reward import register_eval
+
+    register_eval(sub)
 
 
 def _register_cloze(sub: argparse._SubParsersAction) -> None:

@@ -190,3 +190,63 @@ def write_sft_report(
         "",
     ]
     return _write_report(run, lines, config)
+
+
+STAGE_TITLES = {"reward": "Reward model", "dpo": "DPO"}
+
+
+def write_pairwise_report(
+    run_dir: str | Path,
+    *,
+    stage: str,
+    config: Any,
+    arch: str,
+    n_params: int,
+    result: Any,
+    stats: Any,
+    val_stats: Any,
+    summary: str,
+    parent: dict[str, Any] | None,
+    wall_s: float,
+    rows: list[tuple[str, Any]] = (),
+) -> Path:
+    """Write RUN/report.md for a preference stage (reward train, dpo): pairs, loss, accuracy."""
+    run = Path(run_dir)
+    res = dataclasses.asdict(result)
+    val = res.get("val") or {}
+    lines = [
+        f"# {STAGE_TITLES.get(stage, stage)} report: {arch}",
+        "",
+        f"Trained from `{(parent or {}).get('run', '?')}` (step {(parent or {}).get('step', '?')}).",
+        "",
+        "## Result",
+        "",
+        _table(
+            [
+                *_result_rows(res, n_params, wall_s, "pairs trained", " (per pair)"),
+                ("final validation pairwise accuracy", val.get("val_acc", "n/a")),
+                ("skipped non-finite steps", res.get("nan_skipped", 0)),
+                *rows,
+            ]
+        ),
+        "",
+        "![loss](plots/loss.png)",
+        "",
+        "## Data",
+        "",
+        _table(
+            [
+                ("pairs given", stats.pairs),
+                ("kept", stats.kept),
+                ("truncated (prompt shortened to fit)", stats.truncated),
+                ("dropped (an answer longer than the row)", stats.dropped),
+                ("validation pairs", val_stats.kept if val_stats else 0),
+            ]
+        ),
+        "",
+        "```text",
+        summary.strip(),
+        "```",
+        "",
+    ]
+    return _write_report(run, lines, config)

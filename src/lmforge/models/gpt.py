@@ -485,7 +485,8 @@ class GPT(nn.Module):
         ``position_ids`` (B, T) overrides the positions (learned and RoPE alike).
         Without any of them the plain causal path runs, untouched.
 
-        ``reduction``: ``"mean"`` (default) or ``"sum"`` of the per-target losses.
+        ``reduction``: ``"mean"`` (default) or ``"sum"`` of the per-target losses, or
+        ``"none"``: each target's loss, flat.
         ``targets_only`` (with ``targets``): project only the positions whose target
         counts, so a batch that trains few of its tokens (SFT: the answers) skips
         most of the output layer; logits are then (N_targets, V). The index is
@@ -516,10 +517,12 @@ def lm_loss(logits: torch.Tensor, targets: torch.Tensor, reduction: str = "mean"
     """Cross-entropy of logits (..., V) against targets (...), -100 ignored, in float32.
 
     ``reduction`` ``"mean"`` averages over the targets that are not -100, ``"sum"``
-    adds them (the loss of a packed batch then equals the sum over its documents).
+    adds them (the loss of a packed batch then equals the sum over its documents),
+    ``"none"`` gives each position's loss, flat (N,), 0 where the target is -100
+    (DPO and PPO sum log-probabilities per sequence from these).
     """
-    if reduction not in ("mean", "sum"):
-        raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
     flat = logits.reshape(-1, logits.size(-1))
     if flat.dtype != torch.float32:
         flat = flat.float()

@@ -71,6 +71,13 @@ class HeadModel(nn.Module):
         nn.init.normal_(self.head.weight, 0.0, 1.0 / math.sqrt(d + 1))
         nn.init.zeros_(self.head.bias)
 
+    @property
+    def causal(self) -> bool:
+        """Whether the base attends only backwards (every decoder; not BERT)."""
+        from .registry import arch_of
+
+        return arch_of(self.base) != "bert"
+
     # The base's config is the model's config: arch_of / config_to_dict / info see the base.
     @property
     def config(self):
@@ -104,9 +111,10 @@ class HeadModel(nn.Module):
         ``position_ids`` / ``doc_ids`` go to the base as in ``GPT.forward``.
         """
         B, T = ids.shape
-        if lengths is not None and attn_mask is None and self.kind == "scalar":
-            # Right padding from lengths: the mask hides padding keys from the base too
-            # (a causal base would not need it, an encoder does).
+        if lengths is not None and attn_mask is None and self.kind == "scalar" and not self.causal:
+            # Right padding from lengths: an encoder needs the mask to hide the padding
+            # keys; a causal base never attends forward, so real positions cannot see
+            # right padding and it keeps the fast unmasked path.
             cols = torch.arange(T, device=ids.device)
             attn_mask = cols[None, :] < torch.as_tensor(lengths, device=ids.device)[:, None]
         h = self.features(ids, attn_mask=attn_mask, position_ids=position_ids, doc_ids=doc_ids)

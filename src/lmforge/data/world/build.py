@@ -24,7 +24,7 @@ from .dialogues import build_dialogues
 from .entities import World, make_world
 from .instructions import build_instructions
 from .long_range import build_long_range, candidates
-from .preferences import build_preferences
+from .preferences import build_preferences, build_rankings, pair_issues, ranking_issues
 from .readme import readme_text
 from .seeding import component_rng
 from .tasks import FAMILIES
@@ -32,8 +32,9 @@ from .text import documents
 from .trivia import build_trivia
 
 GENERATOR = "lmforge world"
-# 2: multi_step, fact_chain, held-out tasks, val dialogues; 3: verdicts, long_range/, trivia/
-GENERATOR_VERSION = 3
+# 2: multi_step, fact_chain, held-out tasks, val dialogues; 3: verdicts, long_range/, trivia/;
+# 4: rated (LLaMA-2) and multi-turn preference pairs, graded scores, rankings
+GENERATOR_VERSION = 4
 MANIFEST = "manifest.json"
 VAL_FRACTION = 20  # pretraining val text is 1/20 of the train text
 
@@ -85,11 +86,21 @@ def _write_text(
 
 
 def _verify(records: Iterable[dict], where: str) -> None:
-    """Every generated answer must pass its own checker (a generator bug otherwise)."""
+    """Every generated answer must pass its own checker (a generator bug otherwise).
+
+    Preference pairs and rankings must also agree with their kinds, ratings and
+    graded scores (preferences.pair_issues, ranking_issues).
+    """
     for r in records:
-        reply = r["chosen"] if "chosen" in r else r["messages"][-1]["content"]
-        if check(r, reply) != 1.0:
-            raise AssertionError(f"{where}: generated answer fails its checker: {r}")
+        if "ranking" in r:
+            issues = ranking_issues(r)
+        elif "chosen" in r:
+            issues = pair_issues(r)
+        else:
+            ok = check(r, r["messages"][-1]["content"]) == 1.0
+            issues = [] if ok else ["generated answer fails its checker"]
+        if issues:
+            raise AssertionError(f"{where}: {'; '.join(issues)}: {r}")
 
 
 def _sha256(path: Path) -> str:
@@ -185,6 +196,12 @@ def _write_world(tmp: Path, cfg: WorldConfig, counts: dict[str, int]) -> dict:
     for name, rows in prefs.items():
         _verify(rows, f"preferences/{name}")
         _write_jsonl(tmp / "preferences" / f"{name}.jsonl", rows)
+    rankings = build_rankings(
+        world, seed, counts["rankings_train"], counts["rankings_val"], heldout
+    )
+    for name, rows in rankings.items():
+        _verify(rows, f"preferences/rankings_{name}")
+        _write_jsonl(tmp / "preferences" / f"rankings_{name}.jsonl", rows)
 
     sets = build_classification(
         world,

@@ -148,3 +148,10 @@ def extract_answer(example: dict, response: str) -> str | None:
         return extract_choice(response, tuple(example["choices"]))
     seq = extract_sequence(response)
     return ", ".join(seq) if seq else None
+
+
+def check_graded(example: dict, response: str) -> float:
+    """The graded score in [0, 1] beside the binary one: see graded.py."""
+    from .graded import check_graded as graded  # late: graded.py builds on this module
+
+    return graded(example, response)

@@ -25,6 +25,8 @@ SIZES: dict[str, dict[str, int]] = {
         dialogues_test=150,
         preferences_train=1500,
         preferences_val=200,
+        rankings_train=500,
+        rankings_val=100,
         classification_train_per_label=200,
         classification_test_per_label=100,
     ),
@@ -41,6 +43,8 @@ SIZES: dict[str, dict[str, int]] = {
         dialogues_test=500,
         preferences_train=10000,
         preferences_val=1000,
+        rankings_train=3000,
+        rankings_val=500,
         classification_train_per_label=1000,
         classification_test_per_label=250,
     ),
@@ -57,6 +61,8 @@ SIZES: dict[str, dict[str, int]] = {
         dialogues_test=1000,
         preferences_train=40000,
         preferences_val=2000,
+        rankings_train=12000,
+        rankings_val=1000,
         classification_train_per_label=5000,
         classification_test_per_label=500,
     ),
@@ -97,6 +103,10 @@ class WorldConfig:
     dialogues_test: int | None = field_(None, help="test dialogues" + _FROM_SIZE, min=1)
     preferences_train: int | None = field_(None, help="train preference pairs" + _FROM_SIZE, min=1)
     preferences_val: int | None = field_(None, help="val preference pairs" + _FROM_SIZE, min=1)
+    rankings_train: int | None = field_(
+        None, help="train rankings (3-4 replies per prompt)" + _FROM_SIZE, min=1
+    )
+    rankings_val: int | None = field_(None, help="val rankings" + _FROM_SIZE, min=1)
     classification_train_per_label: int | None = field_(
         None, help="classification train rows per label" + _FROM_SIZE, min=1
     )

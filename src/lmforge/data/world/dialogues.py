@@ -141,14 +141,15 @@ def dialogue_key(record: dict) -> str:
 
 
 def build_dialogues(
-    world: World, seed: int, n_train: int, n_test: int, n_val: int = 0
+    world: World, seed: int, n_train: int, n_test: int, n_val: int = 0, stream: str = "dialogues"
 ) -> dict[str, list[dict]]:
     """Distinct dialogues for train, val and test; a dialogue's split comes from its key.
 
     The split of a key does not depend on the quotas, so asking for val
-    dialogues leaves the train and test files as they were.
+    dialogues leaves the train and test files as they were. `stream` names the
+    random stream, so other files (preference pairs) can draw their own dialogues.
     """
-    rng = component_rng(seed, "dialogues")
+    rng = component_rng(seed, stream)
     quotas = {"train": n_train, "val": n_val, "test": n_test}
     out: dict[str, list[dict]] = {split: [] for split in quotas}
     seen: set[str] = set()

@@ -19,7 +19,15 @@ _FILES = (
         "the held-out families (never in train/val, preferences or pretraining text)",
     ),
     ("dialogues/train.jsonl, val.jsonl, test.jsonl", "multi-turn chats; the last reply is checked"),
-    ("preferences/train.jsonl, val.jsonl", "chosen/rejected replies with graded margins"),
+    (
+        "preferences/train.jsonl, val.jsonl",
+        "chosen/rejected replies rated significantly/better/slightly/negligibly better "
+        "(LLaMA-2), with graded scores; one in six multi-turn",
+    ),
+    (
+        "preferences/rankings_train.jsonl, rankings_val.jsonl",
+        "3-4 replies per prompt, best first, with graded scores",
+    ),
     ("classification/{sentiment,topic}/", "balanced few-shot sets with labels.json"),
     (
         "long_range/train.jsonl, test.jsonl, candidates.json",

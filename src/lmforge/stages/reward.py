@@ -1,0 +1,53 @@
+"""`lmforge reward train`: a reward model — a decoder plus a scalar head — trained on pairs.
+
+The second stage of the LLaMA-2 recipe. The parent run (`--from`: an SFT or
+pretrain run) gives the decoder; `models.heads.WithScalarHead` adds one linear
+layer reading the final hidden state at the last token of prompt + answer
+(the answer's ``<|end|>``), and `train.reward.RewardObjective` trains the
+margin ranking loss, with the optional reward-centering penalty (``--center``).
+The run folder is a run like any other: `load_run` gives the head model back,
+`lmforge reward score` and `lmforge eval reward` read it, `lmforge rs` and PPO
+use it as their reward.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..config import field_
+from ..train.loop import TrainResult
+from .pairwise import PairsPrepared, Stage, run_pairwise_stage
+from .pairwise_config import PairwiseConfig
+
+STAGE = "reward"
+
+
+@dataclass
+class RewardConfig(PairwiseConfig):
+    """`lmforge reward train --from RUN --data PAIRS --out RM`."""
+
+    center: float = field_(
+        0.0, help="reward-centering penalty c·(r_chosen + r_rejected)² (0: off; 0.01 is common)",
+        min=0.0,
+    )  # fmt: skip
+
+
+def _build(prep: PairsPrepared, ctx: Any, start: Any):
+    from ..models.heads import WithScalarHead
+    from ..train.reward import RewardObjective
+    from .base import build_stage_model
+
+    cfg = prep.cfg
+    base, _ = build_stage_model(prep.arch, prep.mcfg, cfg.seed, prep.parent_sd, lora=cfg.lora)
+    model = WithScalarHead(base)  # the head is new (and trainable, with --lora too)
+    n_params = sum(w.numel() for w in {id(w): w for w in model.parameters()}.values())
+    return model, n_params, RewardObjective(center=cfg.center), {}
+
+
+REWARD_STAGE = Stage(name=STAGE, head=True, build=_build)
+
+
+def reward_train(cfg: RewardConfig, *, resume: bool = False) -> TrainResult:
+    """Train a reward model as `cfg` says (continuing RUN/latest with `resume`)."""
+    return run_pairwise_stage(cfg, resume, REWARD_STAGE)

@@ -1,0 +1,275 @@
+"""`lmforge rs`: rejection-sampling fine-tuning (LLaMA-2's RS stage), one run folder, the one loop.
+
+`rs(cfg, resume=False)` follows the stage contract (`stages.base`). The policy
+run (`--from`, an SFT run) gives the weights and the tokenizer; the prompts
+(`data.preferences.read_prompts`) are asked of the live policy every iteration:
+N samples each through the engine (one prefill shared by the N), scored by the
+reward (`rs_rewards`: the world's checker, its graded checker, or a reward-model
+run), the best kept (ties by a seeded RNG; below `--min-reward` a prompt is not
+trained on), and the policy fine-tuned on the kept conversations with the SFT
+objective, for `--iterations K`. Nothing here is a second loop: the sampling is
+the batch source (`rs_batches.RejectionSamplingBatches`), which regenerates its
+data when an iteration's `--steps-per-iteration` steps are used up, so the loop's
+checkpoints, signals, schedules, DDP and exact resume hold as for any stage.
+
+Steps: `--steps-per-iteration S` (0: one step per batch_size × grad_accum ×
+processes prompts) so that the run's budget, K × S steps, is known at the start
+(the learning-rate schedule spans all iterations). Under torchrun every process
+samples an interleaved share of the prompts with seeds that depend only on the
+prompt, and the shares are gathered, so each process trains on the same kept
+set a single process would; only the main process writes files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..common import ConfigError, LmforgeError, dist_info, print0
+from ..train import distributed as D
+from ..train.loop import TrainResult, budget_spent, state_counters, train
+from ..train.sft import SFTObjective
+from .base import (
+    StageStart,
+    build_stage_model,
+    check_fits_memory,
+    check_resume_lora,
+    start_stage,
+    trainable_note,
+    write_run_files,
+)
+from .rs_config import CHECKER_REWARDS, RSConfig, parse_min_reward
+
+STAGE = "rs"
+
+
+@dataclasses.dataclass
+class _Prepared:
+    """What training starts from: configs, model meta, tokenizer, prompts, reward, step plan."""
+
+    cfg: RSConfig  # as given (saved as config.yaml)
+    loop_cfg: RSConfig  # max_steps = iterations × steps per iteration (or the user's cap)
+    arch: str
+    mcfg: Any
+    tok: Any
+    parent_sd: dict[str, Any] | None
+    seq_len: int
+    pad_id: int
+    prompts: list[Any]
+    prompt_ids: list[list[int]]
+    prompts_summary: str
+    reward: Any
+    min_reward: float | None
+    steps_per_iteration: int
+
+
+def _inputs(cfg: RSConfig) -> tuple[tuple[str, str], ...]:
+    from .sft import _recursive_root
+
+    found = [("prompts", _recursive_root(p)) for p in cfg.prompts]
+    if cfg.reward not in CHECKER_REWARDS:
+        found.append(("reward model", cfg.reward))
+    return tuple(found)
+
+
+def check_policy(start: StageStart) -> None:
+    """`--from` must be a policy: a reward model scores text, it does not generate it."""
+    from ..models.heads import head_kind
+
+    if start.parent is None:
+        return
+    kind = head_kind(start.parent.model)
+    if kind == "scalar":
+        raise LmforgeError(
+            f"--from {start.parent.path}: is a reward model (it scores text, it does not "
+            "generate); rs needs a policy run (sft or pretrain) to sample from; give the "
+            "reward model as --reward"
+        )
+    if kind is not None:
+        raise LmforgeError(
+            f"--from {start.parent.path}: has a {kind} head; rs needs a policy run (sft or "
+            "pretrain) to sample from"
+        )
+
+
+def rs(cfg: RSConfig, *, resume: bool = False) -> TrainResult:
+    """Rejection-sampling fine-tuning as `cfg` says (continuing RUN/latest with `resume`)."""
+    if not resume and not cfg.init_from:
+        raise ConfigError("init_from", "required: the policy run to sample from (`--from RUN`)")
+    # The step budget is known once the prompts are counted (`_prepare`): the spent-budget
+    # check of a resume must not use a budget of the earlier session.
+    check = dataclasses.replace(cfg, max_steps=None)
+    start = start_stage(check, resume=resume, need="transformer-decoder", inputs=_inputs(cfg))
+    check_policy(start)
+    # Before the lock: bad prompts, a wrong reward or a finished run leave the folder untouched.
+    prep = _prepare(cfg, start)
+    if start.complete is not None:
+        print0(
+            f"rs: {cfg.out} is complete (step {start.resume.step}, {start.complete} reached); "
+            "nothing to do — raise --iterations to train further"
+        )
+        return start.completed_result()
+    with start:
+        ctx = D.init_distributed(prep.cfg.device, prep.cfg.parallel)
+        if prep.cfg.threads:
+            torch.set_num_threads(prep.cfg.threads)
+        try:
+            return _run(prep, ctx, start)
+        finally:
+            D.shutdown()
+
+
+def _model_and_tokenizer(cfg: RSConfig, start: StageStart) -> tuple[str, Any, Any, Any]:
+    """(arch, model config, tokenizer, parent state dict or None); the role tokens checked."""
+    from ..models import read_model_meta
+    from ..runs.load import load_tokenizer
+    from ..tokenizers.chat import chat_token_ids
+
+    if start.resume is not None:
+        arch, mcfg, _ = read_model_meta(start.resume.model_file)
+        check_resume_lora(start.resume, cfg.lora)
+        tok, sd = load_tokenizer(cfg.out, start.resume), None
+    else:
+        arch, mcfg = start.parent.arch, start.parent.model.config
+        tok, sd = start.parent.tokenizer, start.parent.model.state_dict()
+    chat_token_ids(tok)  # the one-line error (and the fix) for a tokenizer without roles
+    return arch, mcfg, tok, sd
+
+
+def read_rs_prompts(
+    cfg: RSConfig, tok: Any, seq_len: int
+) -> tuple[list[Any], list[list[int]], str]:
+    """(prompts, their generation-prompt ids, a summary): those that leave room for an answer
+    in a training row, then a seeded subset of `max_prompts` of them."""
+    from ..data.preferences import read_prompts
+    from ..tokenizers.chat import generation_prompt
+
+    convs = read_prompts(cfg.prompts, skip_bad_lines=cfg.skip_bad_lines)
+    ids = [generation_prompt(tok, c.messages) for c in convs]
+    # A row holds prompt + answer + <|end|> in seq_len + 1 tokens: at least one answer token.
+    fits = [i for i, p in enumerate(ids) if len(p) + 2 <= seq_len + 1]
+    if not fits:
+        longest = min(len(p) for p in ids)
+        raise LmforgeError(
+            f"{convs[0].meta.get('where', cfg.prompts[0])}: no prompt leaves room for an answer in "
+            f"a row of {seq_len} tokens (the shortest prompt is {longest} tokens); raise --seq-len "
+            "or shorten the prompts"
+        )
+    chosen = fits
+    if cfg.max_prompts and cfg.max_prompts < len(fits):
+        chosen = sorted(random.Random(cfg.seed).sample(fits, cfg.max_prompts))
+    too_long = len(convs) - len(fits)
+    summary = (
+        f"prompts: {len(convs):,} read from {', '.join(cfg.prompts)}"
+        + (f", {too_long:,} too long for a {seq_len}-token row left out" if too_long else "")
+        + (f", a seeded subset of {len(chosen):,} used" if len(chosen) < len(fits) else "")
+    )
+    return [convs[i] for i in chosen], [ids[i] for i in chosen], summary
+
+
+def _prepare(cfg: RSConfig, start: StageStart) -> _Prepared:
+    """Model meta, tokenizer, prompts, reward and the step plan, all checked before writing."""
+    from .rs_rewards import check_reward_unchanged, open_reward
+
+    arch, mcfg, tok, parent_sd = _model_and_tokenizer(cfg, start)
+    seq_len = cfg.seq_len or mcfg.block_size
+    if seq_len > mcfg.block_size:
+        raise ConfigError(
+            "seq_len", f"{seq_len} is above the model's context block_size={mcfg.block_size}"
+        )
+    prompts, prompt_ids, summary = read_rs_prompts(cfg, tok, seq_len)
+    reward = open_reward(cfg.reward, prompts, batch_size=cfg.reward_batch_size)
+    if start.resume is not None:
+        check_reward_unchanged(reward, start.resume.state.get("reward_model"))
+    floor = parse_min_reward(cfg.min_reward)
+    min_reward = reward.default_min if floor == "auto" else floor
+    world = dist_info()[2]
+    S = cfg.steps_per_iteration or max(
+        1, math.ceil(len(prompts) / (cfg.batch_size * cfg.grad_accum * world))
+    )
+    if start.resume is not None:
+        was = (start.resume.state.get("rs") or {}).get("steps_per_iteration")
+        if was is not None and was != S:
+            raise LmforgeError(
+                f"{start.resume.path}: the run trains {was} steps per iteration, this resume "
+                f"asks for {S}; resume with the run's --steps-per-iteration (and prompts)"
+            )
+    total = cfg.iterations * S
+    loop_cfg = dataclasses.replace(cfg, max_steps=min(cfg.max_steps or total, total))
+    if start.resume is not None and start.complete is None:
+        start.complete = budget_spent(state_counters(start.resume.state), loop_cfg)
+    check_fits_memory(arch, mcfg, cfg.batch_size, seq_len, cfg.device)
+    pad = tok.pad_id if tok.pad_id is not None else tok.eos_id
+    return _Prepared(cfg, loop_cfg, arch, mcfg, tok, parent_sd, seq_len, pad, prompts, prompt_ids,
+                     summary, reward, min_reward, S)  # fmt: skip
+
+
+def _run(p: _Prepared, ctx: Any, start: StageStart) -> TrainResult:
+    from ..train.precision import resolve_dtype
+    from .rs_batches import RejectionSamplingBatches
+    from .rs_sampling import SamplingSettings
+
+    cfg, loop_cfg = p.cfg, p.loop_cfg
+    out = Path(cfg.out)
+    model, n_params = build_stage_model(p.arch, p.mcfg, cfg.seed, p.parent_sd, lora=cfg.lora)
+    p.reward.to(ctx.device)
+    settings = SamplingSettings(
+        n=cfg.n, temperature=cfg.temperature, top_p=cfg.top_p, top_k=cfg.top_k,
+        max_new_tokens=cfg.max_new_tokens, batch_size=cfg.sample_batch_size, seed=cfg.seed,
+        min_reward=p.min_reward,
+    )  # fmt: skip
+    batches = RejectionSamplingBatches(
+        model, p.tok, p.prompts, p.prompt_ids, p.reward, settings,
+        iterations=cfg.iterations, steps_per_iteration=p.steps_per_iteration,
+        grad_accum=cfg.grad_accum, batch_size=cfg.batch_size, seq_len=p.seq_len,
+        pad_id=p.pad_id, seed=cfg.seed, run_dir=out, ctx=ctx,
+        amp_dtype=resolve_dtype(cfg.dtype, ctx.device, model),
+    )  # fmt: skip
+    if ctx.is_main:
+        write_run_files(out, cfg, p.tok)
+        origin = (
+            f"resuming from {start.resume.path}"
+            if start.resume is not None
+            else f"from {start.parent.path} (step {start.parent.step})"
+        )
+        floor = "none" if p.min_reward is None else f"{p.min_reward:g}"
+        print0(
+            f"rs: {p.arch} ({n_params / 1e6:.2f}M parameters{trainable_note(model)}), "
+            f"{len(p.prompts):,} prompts × {cfg.n} samples (temperature {cfg.temperature:g}), "
+            f"reward: {p.reward.describe}, min reward {floor}; {cfg.iterations} iteration(s) × "
+            f"{p.steps_per_iteration} steps, batch {cfg.batch_size}×{cfg.grad_accum}×"
+            f"{ctx.world_size} rows of {p.seq_len}; {origin}"
+        )
+    t0 = time.perf_counter()
+    parent_info = start.parent_info
+    result = train(
+        model, SFTObjective(), batches, loop_cfg, run_dir=out, ctx=ctx, resume=start.resume,
+        extra_state={
+            "stage": STAGE, "tokenizer_hash": p.tok.hash,
+            "model": {"arch": p.arch, **dataclasses.asdict(p.mcfg)},
+            **({"parent": parent_info} if parent_info else {}),
+            **({"reward_model": p.reward.record} if p.reward.record else {}),
+            "rs": {"iterations": cfg.iterations, "steps_per_iteration": p.steps_per_iteration},
+        },
+        desc=STAGE,
+    )  # fmt: skip
+    if ctx.is_main:
+        from .rs_report import write_rs_report
+
+        write_rs_report(
+            out, config=cfg, arch=p.arch, n_params=n_params, result=result,
+            steps_per_iteration=p.steps_per_iteration, reward=p.reward.describe,
+            min_reward=p.min_reward, prompts_summary=p.prompts_summary, parent=parent_info,
+            wall_s=time.perf_counter() - t0,
+        )  # fmt: skip
+        print0(
+            f"rs: step {result.step} (iteration {batches.iteration}/{cfg.iterations}), train "
+            f"loss {result.train_loss:.4f}; run folder {out}"
+        )
+    return result

@@ -1,0 +1,238 @@
+"""`RejectionSamplingBatches`: the RS batch source, which regenerates its data every iteration.
+
+It holds the policy (the very module the loop trains, so it samples with the live
+weights), the prompts, the reward and the sampling settings. Iteration k+1 begins
+at the first `next_batch()` after iteration k's ``steps_per_iteration × grad_accum``
+micro-batches (and at the very first call): the round is sampled, scored and
+selected (`rs_sampling.sample_round`), its files are written, and then the kept
+conversations (prompt + best sample as the assistant turn) are served by a
+`data.sft.PackedChatBatches` — the SFT stage's packing, trained by the SFT
+objective.
+
+Files, in RUN/rs/iter-<k>/ (written by the main process before the first batch
+of the iteration is served, so every checkpoint of the iteration finds them):
+
+* samples.jsonl — every sample: prompt index and source (file:line), sample
+  index, seed, text, reward, finish reason, new tokens, kept;
+* best.jsonl — the kept conversations in the messages format (`lmforge sft
+  --data` reads it), with the reward and the prompt's fields;
+* curve.json / curve.md / curve.png — best-of-n (max and median against n) and
+  the iteration's summary (samples/s including scoring, kept, rewards).
+
+Resume is exact without sampling again: `state_dict()` is {iteration, served
+micro-batches, kept, the inner PackedChatBatches cursor}; `load_state_dict`
+re-reads the iteration's best.jsonl and puts the cursor back. Training always
+renders the conversations from their text (as best.jsonl holds them), so a
+resumed iteration trains on exactly the rows the uninterrupted one did.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..common import LmforgeError, atomic_write_text, iter_jsonl, print0
+from ..tokenizers.chat import Conversation
+from .rs_curve import best_of_n_curve, describe_curve, write_curve
+from .rs_sampling import Round, SamplingSettings, round_summary, sample_round
+
+RS_DIR = "rs"
+_NOT_COPIED = ("where", "messages")  # prompt meta not carried into best.jsonl
+
+
+def iteration_dir(run_dir: str | Path, iteration: int) -> Path:
+    """RUN/rs/iter-<k>."""
+    return Path(run_dir) / RS_DIR / f"iter-{iteration}"
+
+
+def best_records(prompts: Sequence[Conversation], rnd: Round) -> list[dict[str, Any]]:
+    """best.jsonl's records: each kept prompt's messages + its best sample, and its fields."""
+    out = []
+    for r in rnd.kept:
+        conv = prompts[r.index]
+        meta = {k: v for k, v in conv.meta.items() if k not in _NOT_COPIED}
+        out.append(
+            {
+                "messages": [*conv.to_dicts(), {"role": "assistant", "content": r.texts[r.best]}],
+                "source": conv.meta.get("where"),
+                "prompt_index": r.index,
+                "sample_index": r.best,
+                "seed": r.seeds[r.best],
+                "reward": r.rewards[r.best],
+                **{k: v for k, v in meta.items() if k not in ("source", "reward", "seed")},
+            }
+        )
+    return out
+
+
+def sample_records(prompts: Sequence[Conversation], rnd: Round) -> list[dict[str, Any]]:
+    """samples.jsonl's records: every sample of every prompt."""
+    out = []
+    for r in rnd.results:
+        where = prompts[r.index].meta.get("where")
+        for j, text in enumerate(r.texts):
+            out.append(
+                {
+                    "prompt_index": r.index, "source": where, "sample_index": j,
+                    "seed": r.seeds[j], "text": text, "reward": r.rewards[j],
+                    "finish_reason": r.finish[j], "new_tokens": r.new_tokens[j],
+                    "kept": r.kept and j == r.best,
+                }
+            )  # fmt: skip
+    return out
+
+
+def _jsonl(rows: Sequence[dict[str, Any]]) -> str:
+    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+
+
+def read_best(path: Path) -> list[dict[str, Any]]:
+    """best.jsonl as written (a resumed iteration trains on these)."""
+    if not path.is_file():
+        raise LmforgeError(
+            f"{path}: missing; the run cannot resume this iteration without its kept samples "
+            "(start over with --force)"
+        )
+    return [rec for _, rec in iter_jsonl(path)]
+
+
+class RejectionSamplingBatches:
+    """The RS batch source (see the module doc): `next_batch()` -> this rank's packed rows."""
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        tok: Any,
+        prompts: Sequence[Conversation],
+        prompt_ids: Sequence[Sequence[int]],
+        reward: Any,
+        settings: SamplingSettings,
+        *,
+        iterations: int,
+        steps_per_iteration: int,
+        grad_accum: int,
+        batch_size: int,
+        seq_len: int,
+        pad_id: int,
+        seed: int,
+        run_dir: str | Path | None,
+        ctx: Any = None,
+        amp_dtype: torch.dtype | None = None,
+        log: Callable[[str], None] = print0,
+    ):
+        self.model, self.tok, self.reward, self.settings = model, tok, reward, settings
+        self.prompts, self.prompt_ids = list(prompts), [list(p) for p in prompt_ids]
+        self.iterations, self.grad_accum = iterations, grad_accum
+        self.per_iteration = steps_per_iteration * grad_accum  # micro-batches
+        self.batch_size, self.seq_len, self.pad_id, self.seed = batch_size, seq_len, pad_id, seed
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.ctx, self.amp_dtype, self.log = ctx, amp_dtype, log
+        self.rank = ctx.rank if ctx is not None else 0
+        self.world_size = ctx.world_size if ctx is not None else 1
+        self.writes = self.run_dir is not None and (ctx is None or ctx.is_main)
+        self.iteration = 0  # the iteration being served (0: none sampled yet)
+        self.served = 0  # micro-batches served in it
+        self.inner: Any = None  # PackedChatBatches over its kept conversations
+        self.kept: list[dict[str, Any]] = []
+        self.summaries: list[dict[str, Any]] = []  # of the iterations sampled in this session
+        self.last_stats: Any = None  # render stats of the current iteration
+
+    # --- the batch-source protocol ---------------------------------------------------
+
+    def next_batch(self) -> dict[str, torch.Tensor]:
+        if self.inner is None or self.served >= self.per_iteration:
+            self._begin(self.iteration + 1)
+        self.served += 1
+        return self.inner.next_batch()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "iteration": self.iteration,
+            "served": self.served,
+            "kept": len(self.kept),
+            "inner": self.inner.state_dict() if self.inner is not None else None,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.iteration, self.served = int(state["iteration"]), int(state["served"])
+        if self.iteration == 0:
+            return
+        if self.run_dir is None:
+            raise LmforgeError("rejection sampling resumes from its run folder; none was given")
+        path = iteration_dir(self.run_dir, self.iteration) / "best.jsonl"
+        kept = read_best(path)
+        if len(kept) != int(state["kept"]):
+            raise LmforgeError(
+                f"{path}: holds {len(kept)} kept samples but the checkpoint was trained on "
+                f"{state['kept']}; the file was changed (start over with --force)"
+            )
+        self._serve(kept, path)
+        self.inner.load_state_dict(state["inner"])
+
+    # --- one iteration ---------------------------------------------------------------
+
+    def _begin(self, iteration: int) -> None:
+        """Sample, score and select iteration `iteration`, write its files, serve its kept set."""
+        if iteration > self.iterations:
+            raise RuntimeError(f"iteration {iteration} asked of a run of {self.iterations}")
+        rnd = sample_round(
+            self.model, self.tok, self.prompts, self.prompt_ids, self.reward, self.settings,
+            iteration, ctx=self.ctx, amp_dtype=self.amp_dtype,
+        )  # fmt: skip
+        summary = round_summary(rnd, iteration, self.settings)
+        curve = best_of_n_curve([r.rewards for r in rnd.results])
+        kept = best_records(self.prompts, rnd)
+        folder = iteration_dir(self.run_dir, iteration) if self.run_dir is not None else None
+        summary["curve_says"] = describe_curve(curve)
+        self.log(_log_line(summary, self.iterations))
+        if not kept:
+            raise LmforgeError(
+                f"rs iteration {iteration}: no prompt's best sample reached --min-reward "
+                f"{self.settings.min_reward:g} (0 of {len(rnd.results)} prompts; every sample is in "
+                f"{folder / 'samples.jsonl' if folder else 'the round'}); lower --min-reward, "
+                "raise --n or --temperature, or start from a stronger policy"
+            )
+        if self.writes:
+            self._write(folder, rnd, kept, curve, summary, iteration)
+        self.iteration, self.served = iteration, 0
+        self.summaries.append(summary)
+        self._serve(kept, folder / "best.jsonl" if folder else None)
+
+    def _write(self, folder: Path, rnd: Round, kept, curve, summary, iteration: int) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(folder / "samples.jsonl", _jsonl(sample_records(self.prompts, rnd)))
+        atomic_write_text(folder / "best.jsonl", _jsonl(kept))
+        title = f"rejection sampling, iteration {iteration}: best of n (N = {self.settings.n})"
+        write_curve(folder, curve, summary, title)
+
+    def _serve(self, kept: Sequence[dict[str, Any]], path: Path | None) -> None:
+        """The SFT batch source over the kept conversations, rendered from their text."""
+        from ..data.sft import PackedChatBatches, render_examples
+
+        convs = [
+            Conversation.from_dicts(rec["messages"], {"where": f"{path}:{i + 1}"})
+            for i, rec in enumerate(kept)
+        ]
+        examples, stats = render_examples(self.tok, convs, self.seq_len)
+        self.kept, self.last_stats = list(kept), stats
+        self.inner = PackedChatBatches(
+            examples, self.batch_size, self.seq_len, pad_id=self.pad_id,
+            seed=self.seed + self.iteration, rank=self.rank, world_size=self.world_size,
+        )  # fmt: skip
+
+
+def _log_line(s: dict[str, Any], iterations: int) -> str:
+    rate = f"{s['samples_per_s']:.1f}" if s["samples_per_s"] else "n/a"
+    floor = "none" if s["min_reward"] is None else f"{s['min_reward']:g}"
+    mean = "n/a" if s["mean_reward"] is None else f"{s['mean_reward']:.3f}"
+    return (
+        f"rs: iteration {s['iteration']}/{iterations}: {s['samples']:,} samples "
+        f"({s['prompts']:,} prompts × {s['n']}) in {s['generate_s'] + s['score_s']:.1f} s, "
+        f"{rate} samples/s including scoring; kept {s['kept']:,}/{s['prompts']:,} "
+        f"(min reward {floor}); mean reward {mean}, mean best {s['mean_best_reward']:.3f}, "
+        f"max {s['max_reward']}"
+    )

@@ -1,0 +1,97 @@
+"""`RSConfig`: rejection-sampling fine-tuning of a policy run, scored by a checker or a reward model."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+from ..common import ConfigError
+from ..config import field_
+from .base import StageConfig
+
+CHECKER_REWARDS = ("checker", "graded")  # the world's own scorers; anything else is a run folder
+
+
+@dataclass
+class RSConfig(StageConfig):
+    """`lmforge rs --from POLICY_RUN --reward checker|graded|RM_RUN --prompts FILE --out RUN`."""
+
+    prompts: list[str] = field_(
+        default_factory=list,
+        help="prompt files (JSONL: prompt, messages, instruction or preference records; folders "
+        "and globs too); with --reward checker|graded they need answer fields (world "
+        "instructions/*.jsonl)",
+    )
+    reward: str = field_(
+        "checker",
+        help="checker: the world's right/wrong checker (1 or 0); graded: its partial-credit "
+        "checker in [0, 1]; or a reward-model run folder (`lmforge reward train`)",
+    )
+    n: int = field_(8, help="samples per prompt and iteration (they share one prefill)", min=1)
+    iterations: int = field_(1, help="sample → select → fine-tune rounds", min=1)
+    steps_per_iteration: int = field_(
+        0,
+        help="optimizer steps on each iteration's kept samples (0: one step per "
+        "batch_size × grad_accum × processes prompts, i.e. about one pass if every prompt "
+        "is kept); the run's --max-steps is iterations × this",
+        min=0,
+    )
+    min_reward: str = field_(
+        "auto",
+        help="a prompt whose best sample scores below this is not trained on: a number, none, "
+        "or auto (checker: 1, only correct answers; graded: 0.55, any right answer; reward "
+        "model: none)",
+    )
+    max_prompts: int = field_(
+        0, help="use a seeded random subset of this many prompts (0: all of them)", min=0
+    )
+    temperature: float = field_(1.0, help="sampling temperature (0: greedy)", min=0.0)
+    top_p: float = field_(1.0, help="nucleus sampling mass (1: off)", min=0.0, max=1.0)
+    top_k: int = field_(0, help="sample among the k most likely tokens (0: off)", min=0)
+    max_new_tokens: int = field_(128, help="most tokens per sample", min=1)
+    sample_batch_size: int = field_(
+        16, help="prompts generated together (each with its --n samples: rows = this × n)", min=1
+    )
+    reward_batch_size: int = field_(32, help="answers a reward model scores together", min=1)
+    seq_len: int = field_(0, help="packed training row length (0: the model's context)", min=0)
+    skip_bad_lines: bool = field_(False, help="count and skip malformed prompt records")
+
+    max_steps: int | None = field_(
+        None,
+        help="stop after this many optimizer steps in all (none: iterations × "
+        "steps_per_iteration, the whole run)",
+        min=1,
+    )
+
+    def validate(self) -> None:
+        # The step budget is iterations × steps_per_iteration, known once the prompts are
+        # counted: the loop's "some budget must be set" rule holds by construction.
+        StageConfig.validate(dataclasses.replace(self, max_steps=self.max_steps or 1))
+        if not self.prompts:
+            raise ConfigError("prompts", "required: the prompt files to sample answers for")
+        if not self.reward:
+            raise ConfigError("reward", "required: checker, graded, or a reward-model run folder")
+        parse_min_reward(self.min_reward)
+        if self.parallel == "fsdp":
+            raise ConfigError(
+                "parallel",
+                "fsdp shards the policy, but every process samples with the whole live model; "
+                "use ddp (the default under torchrun)",
+            )
+
+
+def parse_min_reward(spec: str) -> float | None | str:
+    """`--min-reward`: a float, None for `none`, or "auto" (decided by the reward kind)."""
+    s = str(spec).strip().lower()
+    if s == "auto":
+        return "auto"
+    if s in ("none", "off", ""):
+        return None
+    try:
+        value = float(s)
+    except ValueError:
+        raise ConfigError("min_reward", f"expected a number, none or auto, got {spec!r}") from None
+    if math.isnan(value):
+        raise ConfigError("min_reward", "must be a number, not nan")
+    return value

@@ -1,0 +1,45 @@
+"""Log-probabilities of chosen tokens under a decoder, with gradients: what DPO and PPO train on.
+
+`masked_token_logps(model, ids, mask)` gives, for every position t where
+``mask[:, t]`` is set, ``log p(ids[:, t] | ids[:, :t])`` and 0 elsewhere. Only
+the masked positions reach the output layer (`GPT.forward(..., targets_only=True)`):
+a preference batch is mostly prompt, and the vocabulary projection is the
+biggest matmul of a small model. The log-probabilities are the negated
+per-target cross-entropies in float32, so they match ``log_softmax(...).gather``
+of the full logits (tests/test_dpo.py checks it against TRL's computation).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+IGNORE = -100
+
+
+def shifted_targets(ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(B, T) next-token targets: position t predicts ids[t+1] where mask[t+1], else -100."""
+    targets = torch.full_like(ids, IGNORE)
+    targets[:, :-1] = torch.where(mask[:, 1:].bool(), ids[:, 1:], IGNORE)
+    return targets
+
+
+def masked_token_logps(model: nn.Module, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(B, T) log p(ids[t] | ids[<t]) at positions where `mask` (B, T) is set, 0 elsewhere.
+
+    Position 0 has no context and is never scored (its mask bit is ignored).
+    """
+    B, T = ids.shape
+    targets = shifted_targets(ids, mask)  # (B, T)
+    _, nll = model(ids, targets=targets, targets_only=True, reduction="none")  # (N,)
+    keep = (targets != IGNORE).reshape(-1)  # (B*T,)
+    # The prediction at t-1 is the log-probability of token t: shift back by one.
+    out = torch.zeros(B * T, dtype=torch.float32, device=ids.device)
+    out = out.masked_scatter(keep, -nll.float())  # (B*T,), positions t-1
+    out = out.view(B, T)
+    return torch.cat([out.new_zeros(B, 1), out[:, :-1]], dim=1)  # (B, T), positions t
+
+
+def sequence_logps(model: nn.Module, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(B,) sum of the masked tokens' log-probabilities per row."""
+    return masked_token_logps(model, ids, mask).sum(dim=1)
