@@ -88,7 +88,16 @@ def inputs(tiny_shards, tiny_run, tmp_path_factory) -> dict[str, Path]:
                               "--out", root / "lora_run", "--max-steps", "1",
                               "--lora", "r=2,targets=q,v")  # fmt: skip
     assert r.returncode == 0, r.stderr
+    pairs = [{"prompt": "What is 2 + 3?", "chosen": "5", "rejected": r, "rating": "better"}
+             for r in ("6", "I don't know.", "4")]  # fmt: skip
+    (root / "pairs.jsonl").write_text("".join(json.dumps(p) + "\n" for p in pairs))
+    r = run_lmforge_inprocess("reward", "train", "--from", root / "run", "--data",
+                              root / "pairs.jsonl", "--out", root / "rm", "--max-steps", "1",
+                              "--batch-size", "2", "--threads", "1", "--quiet")  # fmt: skip
+    assert r.returncode == 0, r.stderr
     return {
+        "pairs": root / "pairs.jsonl",
+        "rm": root / "rm",
         "lambada": root / "lambada.jsonl",
         "world": root / "world",
         "lora_run": root / "lora_run",
@@ -163,6 +172,21 @@ VERBS = {
         False,
         "run",
     ),
+    "reward train": (
+        (
+            "reward train --from {run} --data {pairs} --max-steps 2 --batch-size 2 "
+            "--threads 1 --dtype fp32 --quiet"
+        ).split(),
+        False,
+        "run",
+    ),
+    "dpo": (
+        "dpo --from {run} --data {pairs} --max-steps 2 --batch-size 2 --threads 1 --quiet".split(),
+        False,
+        "run",
+    ),
+    "eval reward": ("eval reward --run {rm} --data {pairs}".split(), False, "rm"),
+    "reward score": ("reward score --run {rm} --data {pairs}".split(), True, "rm"),
 }
 SLOW_VERBS = {"eval lineage", "eval ladder"}  # their successful run is too long for the "ours" case
 

@@ -315,3 +315,26 @@ def test_roles_are_refused_saying_which_is_which(rm_run, dpo_run, tiny_run, pair
     assert_clean_error(r, "is a policy run")
     assert files(rm_run) == before
     assert not any((tmp_path / n).exists() for n in "abc")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("verb", ["reward", "dpo"])
+def test_two_processes_train_like_one(verb, rm_run, dpo_run, tiny_run, pairs, val_pairs, tmp_path):
+    """torchrun (gloo): 2 processes x 2 pairs follow the curve of 1 process x 4 pairs."""
+    import os
+
+    ref = rm_run if verb == "reward" else dpo_run
+    head = ["reward", "train"] if verb == "reward" else ["dpo"]
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "lmforge", *head, "--from", str(tiny_run), "--data", str(pairs), "--val-data",
+           str(val_pairs), "--out", str(out), *COMMON, *STEPS, "--batch-size", "2"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    two, one = train_losses(out), train_losses(ref)
+    assert [s for s, _ in two] == [s for s, _ in one] == list(range(1, 7))
+    assert [x for _, x in two] == pytest.approx([x for _, x in one], rel=1e-4, abs=1e-6)
+    val = [json.loads(x)["val_acc"] for run in (out, ref)
+           for x in (run / "metrics.jsonl").read_text().splitlines() if "val_acc" in x]  # fmt: skip
+    assert len(val) == 4 and val[:2] == pytest.approx(val[2:])

@@ -133,10 +133,14 @@ def closeness(answer: str, answer_type: str, response: str, choices: Sequence[st
 def _case_fault(answer: str, answer_type: str, response: str, choices: Sequence[str]) -> bool:
     """Is an option or list item written in another case than its canonical spelling?"""
     if answer_type == CHOICE and choices:
+        # Only where the answer is read: a reasoning line may name "the Cheese Market"
+        # when the option is "cheese" (checkers.extract_choice reads the same text).
+        marked = marked_answer(response)
+        text = response if marked is None else marked
         canonical = {c.lower(): c for c in choices}
         return any(
             m.group(1) != canonical[m.group(1).lower()]
-            for m in _choice_pattern(tuple(choices)).finditer(response)
+            for m in _choice_pattern(tuple(choices)).finditer(text)
         )
     if answer_type == SEQUENCE:
         canonical = {t.lower(): t for t in _RAW_TOKEN.findall(answer)}
