@@ -185,6 +185,15 @@ VERBS = {
         False,
         "run",
     ),
+    "rs": (
+        (
+            "rs --from {run} --prompts {tasks} --n 2 --iterations 1 --steps-per-iteration 1 "
+            "--min-reward none --max-new-tokens 4 --batch-size 2 --seq-len 32 --threads 1 "
+            "--dtype fp32 --quiet"
+        ).split(),
+        False,
+        "run",
+    ),
     "eval reward": ("eval reward --run {rm} --data {pairs}".split(), False, "rm"),
     "reward score": ("reward score --run {rm} --data {pairs}".split(), True, "rm"),
 }

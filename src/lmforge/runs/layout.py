@@ -30,6 +30,7 @@ SOFT_PROMPT_FILE = "soft_prompt.safetensors"
 RESULT_FILE = "result.json"  # a stage's headline numbers (prompt-tune)
 LOCK_NAME = ".lock"
 REFERENCE_LOGPS_FILE = "reference_logps.safetensors"  # DPO's precomputed reference
+RS_DIR = "rs"  # rejection sampling's rounds (lmforge rs)
 # Every name a stage writes at the top of a run folder: a folder holding anything
 # else is not a run lmforge made, and is never replaced (lmforge.outputs).
 RUN_NAMES = frozenset(
@@ -46,6 +47,7 @@ RUN_NAMES = frozenset(
         PLOTS_DIR,
         LOCK_NAME,
         REFERENCE_LOGPS_FILE,
+        RS_DIR,
         SOFT_PROMPT_FILE,  # prompt-tune runs: the trained soft tokens
         SOFT_PROMPT_FILE + ".tmp",
         RESULT_FILE,

@@ -36,11 +36,11 @@ from typing import Any
 import torch
 
 from ..common import LmforgeError, atomic_write_text, iter_jsonl, print0
+from ..runs.layout import RS_DIR
 from ..tokenizers.chat import Conversation
 from .rs_curve import best_of_n_curve, describe_curve, write_curve
 from .rs_sampling import Round, SamplingSettings, round_summary, sample_round
 
-RS_DIR = "rs"
 _NOT_COPIED = ("where", "messages")  # prompt meta not carried into best.jsonl
 
 
@@ -55,15 +55,16 @@ def best_records(prompts: Sequence[Conversation], rnd: Round) -> list[dict[str, 
     for r in rnd.kept:
         conv = prompts[r.index]
         meta = {k: v for k, v in conv.meta.items() if k not in _NOT_COPIED}
+        messages = [*conv.to_dicts(), {"role": "assistant", "content": r.texts[r.best]}]
         out.append(
             {
-                "messages": [*conv.to_dicts(), {"role": "assistant", "content": r.texts[r.best]}],
+                "messages": messages,
+                **meta,  # the prompt's fields (answer, task, ...); ours below win a clash
                 "source": conv.meta.get("where"),
                 "prompt_index": r.index,
                 "sample_index": r.best,
                 "seed": r.seeds[r.best],
                 "reward": r.rewards[r.best],
-                **{k: v for k, v in meta.items() if k not in ("source", "reward", "seed")},
             }
         )
     return out
@@ -138,8 +139,7 @@ class RejectionSamplingBatches:
         self.served = 0  # micro-batches served in it
         self.inner: Any = None  # PackedChatBatches over its kept conversations
         self.kept: list[dict[str, Any]] = []
-        self.summaries: list[dict[str, Any]] = []  # of the iterations sampled in this session
-        self.last_stats: Any = None  # render stats of the current iteration
+        self.inner_stats: Any = None  # render stats of the kept conversations (data.sft)
 
     # --- the batch-source protocol ---------------------------------------------------
 
@@ -190,17 +190,20 @@ class RejectionSamplingBatches:
         summary["curve_says"] = describe_curve(curve)
         self.log(_log_line(summary, self.iterations))
         if not kept:
+            if self.writes:  # what was sampled stays readable (a resumed run keeps its folder)
+                self._write(folder, rnd, kept, curve, summary, iteration)
             raise LmforgeError(
                 f"rs iteration {iteration}: no prompt's best sample reached --min-reward "
-                f"{self.settings.min_reward:g} (0 of {len(rnd.results)} prompts; every sample is in "
-                f"{folder / 'samples.jsonl' if folder else 'the round'}); lower --min-reward, "
-                "raise --n or --temperature, or start from a stronger policy"
+                f"{self.settings.min_reward:g} (0 of {len(rnd.results)} prompts, mean reward "
+                f"{_f(summary['mean_reward'])}); lower --min-reward, raise --n or "
+                "--temperature, or start from a stronger policy"
             )
-        if self.writes:
-            self._write(folder, rnd, kept, curve, summary, iteration)
         self.iteration, self.served = iteration, 0
-        self.summaries.append(summary)
         self._serve(kept, folder / "best.jsonl" if folder else None)
+        stats = self.inner_stats
+        summary.update(trained=stats.kept, truncated=stats.truncated, too_long=stats.dropped)
+        if self.writes:  # before the iteration's first batch: its checkpoints find the files
+            self._write(folder, rnd, kept, curve, summary, iteration)
 
     def _write(self, folder: Path, rnd: Round, kept, curve, summary, iteration: int) -> None:
         folder.mkdir(parents=True, exist_ok=True)
@@ -218,21 +221,23 @@ class RejectionSamplingBatches:
             for i, rec in enumerate(kept)
         ]
         examples, stats = render_examples(self.tok, convs, self.seq_len)
-        self.kept, self.last_stats = list(kept), stats
+        self.kept, self.inner_stats = list(kept), stats
         self.inner = PackedChatBatches(
             examples, self.batch_size, self.seq_len, pad_id=self.pad_id,
             seed=self.seed + self.iteration, rank=self.rank, world_size=self.world_size,
         )  # fmt: skip
 
 
+def _f(v: Any, fmt: str = ".3f") -> str:
+    return "n/a" if v is None else format(v, fmt)
+
+
 def _log_line(s: dict[str, Any], iterations: int) -> str:
-    rate = f"{s['samples_per_s']:.1f}" if s["samples_per_s"] else "n/a"
     floor = "none" if s["min_reward"] is None else f"{s['min_reward']:g}"
-    mean = "n/a" if s["mean_reward"] is None else f"{s['mean_reward']:.3f}"
     return (
         f"rs: iteration {s['iteration']}/{iterations}: {s['samples']:,} samples "
         f"({s['prompts']:,} prompts × {s['n']}) in {s['generate_s'] + s['score_s']:.1f} s, "
-        f"{rate} samples/s including scoring; kept {s['kept']:,}/{s['prompts']:,} "
-        f"(min reward {floor}); mean reward {mean}, mean best {s['mean_best_reward']:.3f}, "
-        f"max {s['max_reward']}"
+        f"{_f(s['samples_per_s'], '.1f')} samples/s including scoring; kept "
+        f"{s['kept']:,}/{s['prompts']:,} (min reward {floor}); mean reward "
+        f"{_f(s['mean_reward'])}, mean best {_f(s['mean_best_reward'])}, max {_f(s['max_reward'])}"
     )

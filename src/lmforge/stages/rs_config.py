@@ -28,13 +28,19 @@ class RSConfig(StageConfig):
         help="checker: the world's right/wrong checker (1 or 0); graded: its partial-credit "
         "checker in [0, 1]; or a reward-model run folder (`lmforge reward train`)",
     )
-    n: int = field_(8, help="samples per prompt and iteration (they share one prefill)", min=1)
+    n: int = field_(
+        8,
+        help="samples per prompt and iteration (they share one prefill); under torchrun, "
+        "whose own flags take --n, write --num-samples",
+        min=1,
+        aliases=("--num-samples",),
+    )
     iterations: int = field_(1, help="sample → select → fine-tune rounds", min=1)
     steps_per_iteration: int = field_(
         0,
         help="optimizer steps on each iteration's kept samples (0: one step per "
         "batch_size × grad_accum × processes prompts, i.e. about one pass if every prompt "
-        "is kept); the run's --max-steps is iterations × this",
+        "is kept); the run trains iterations × this steps",
         min=0,
     )
     min_reward: str = field_(
@@ -56,7 +62,8 @@ class RSConfig(StageConfig):
     reward_batch_size: int = field_(32, help="answers a reward model scores together", min=1)
     seq_len: int = field_(0, help="packed training row length (0: the model's context)", min=0)
     skip_bad_lines: bool = field_(False, help="count and skip malformed prompt records")
-
+    # Redefined (TrainConfig's default, 1000 steps, would cut iterations short): the stage
+    # runs iterations × steps_per_iteration steps, or stops sooner at this cap.
     max_steps: int | None = field_(
         None,
         help="stop after this many optimizer steps in all (none: iterations × "
@@ -73,6 +80,8 @@ class RSConfig(StageConfig):
         if not self.reward:
             raise ConfigError("reward", "required: checker, graded, or a reward-model run folder")
         parse_min_reward(self.min_reward)
+        if not 0.0 < self.top_p <= 1.0:
+            raise ConfigError("top_p", f"must be in (0, 1], got {self.top_p}")
         if self.parallel == "fsdp":
             raise ConfigError(
                 "parallel",

@@ -82,30 +82,30 @@ def best_of_n_curve(per_prompt: Sequence[Sequence[float]]) -> list[dict[str, flo
 
 
 def describe_curve(rows: Sequence[dict[str, float]], tol: float = 0.02) -> str:
-    """One sentence saying what the curve shows (max against median as n grows)."""
+    """One sentence saying plainly what the curve shows (the max against the median as n grows)."""
     if len(rows) < 2:
         return f"one sample per prompt (n = 1): mean reward {rows[0]['max']:.3f}." if rows else ""
     a, b = rows[0], rows[-1]
     d_max, d_med = b["max"] - a["max"], b["median"] - a["median"]
     scale = max(abs(a["max"]), abs(b["max"]), 1e-9)
-    rises = d_max > tol * scale
-    flat = abs(d_med) <= max(tol * scale, 0.25 * abs(d_max))
     what = (
         f"from n = 1 to n = {b['n']} the expected max reward goes {a['max']:.3f} → {b['max']:.3f} "
         f"({d_max:+.3f}) and the expected median {a['median']:.3f} → {b['median']:.3f} "
         f"({d_med:+.3f})"
     )
-    if rises and flat:
-        verdict = "the max rises with n while the median stays flat, as in LLaMA-2's Fig. 7"
-    elif rises:
+    if d_max <= tol * scale:
         verdict = (
-            "the max rises with n, and the median moves too "
-            f"({'up' if d_med > 0 else 'down'}: the rewards of one prompt's samples are skewed)"
+            "the max does not rise with n: a prompt's samples score alike, so rejection "
+            "sampling has little to choose from (raise the temperature or N)"
         )
+    elif abs(d_med) <= max(tol * scale, 0.1 * d_max):
+        verdict = "the max rises with n while the median stays flat, as in LLaMA-2's Fig. 7"
     else:
         verdict = (
-            "the max does not rise with n: the samples of a prompt score alike, so rejection "
-            "sampling has little to choose from (raise the temperature or N)"
+            f"the max rises with n and the median moves {'up' if d_med > 0 else 'down'} by "
+            f"{abs(d_med) / d_max:.0%} of the max's rise (the median of n samples tends to a "
+            "prompt's typical reward: with a right/wrong reward it falls where most samples "
+            "are wrong and rises where most are right)"
         )
     return f"{what}: {verdict}."
 

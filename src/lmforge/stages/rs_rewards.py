@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ..common import LmforgeError
@@ -99,6 +100,11 @@ def model_reward(path: str, *, batch_size: int = 32) -> Reward:
     from ..models.heads import head_kind
     from ..runs import load_run, parent_record
 
+    if not Path(path).exists():
+        raise LmforgeError(
+            f"--reward {path}: no such run folder; give checker, graded, or a reward-model run "
+            "(`lmforge reward train`)"
+        )
     run = load_run(path, need="transformer-decoder")
     kind = head_kind(run.model)
     if kind != "scalar":

@@ -27,7 +27,9 @@ import torch
 
 from ..common import LmforgeError
 
-ITERATION_SEED_STRIDE = 2**32  # prompt seeds of one iteration never meet the next one's
+# Prompt seeds of iteration k are seed + (k-1) × this + index. Not a multiple of 2**32:
+# torch's CPU generator keeps only the low 32 bits of a seed (5 and 5 + 2**32 draw alike).
+ITERATION_SEED_STRIDE = 100_000_007
 
 
 @dataclass(frozen=True)
