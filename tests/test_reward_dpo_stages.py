@@ -338,3 +338,24 @@ def test_two_processes_train_like_one(verb, rm_run, dpo_run, tiny_run, pairs, va
     val = [json.loads(x)["val_acc"] for run in (out, ref)
            for x in (run / "metrics.jsonl").read_text().splitlines() if "val_acc" in x]  # fmt: skip
     assert len(val) == 4 and val[:2] == pytest.approx(val[2:])
+
+
+def test_calibration_bins_the_confidence_in_the_order_given():
+    """Confidence is max(p, 1 - p): a pair ranked wrong with p = 0.2 is 80% sure, wrongly."""
+    import math
+
+    from lmforge.eval.reward import PairScore, calibration
+
+    def pair(d: float) -> PairScore:  # r_c - r_r = d
+        return PairScore("x", d, 0.0, "b", {})
+
+    logit = lambda p: math.log(p / (1 - p))  # noqa: E731
+    scores = [pair(logit(0.82)), pair(logit(0.84)), pair(-logit(0.83)), pair(logit(0.55))]
+    cal = calibration(scores, bins=5)
+    by = {tuple(round(x, 2) for x in b["bin"]): b for b in cal["bins"]}
+    high = by[(0.8, 0.9)]
+    assert high["n"] == 3 and high["share_right"] == pytest.approx(2 / 3)
+    assert high["confidence"] == pytest.approx(0.83, abs=1e-6)
+    assert by[(0.5, 0.6)]["n"] == 1 and by[(0.5, 0.6)]["share_right"] == 1.0
+    want = 3 / 4 * abs(0.83 - 2 / 3) + 1 / 4 * abs(0.55 - 1.0)
+    assert cal["ece"] == pytest.approx(want, abs=1e-6)

@@ -10,9 +10,10 @@ ranked right when r_chosen > r_rejected. The evaluation reports:
 * the same by the records' other labels when present (task family, rejection kind);
 * the reward distributions of chosen and rejected answers (``rewards.png``,
   histograms; their means and spread in the table);
-* calibration: the model's implied preference probability σ(r_c − r_r), binned,
-  against the share of pairs it ranked right in each bin (``calibration.png``,
-  a reliability table, and the expected calibration error).
+* calibration: the model's confidence in the order it gives, max(σ(r_c − r_r),
+  1 − σ(r_c − r_r)), binned, against the share of pairs it ranked right in each
+  bin (``calibration.png``, a reliability table, and the expected calibration
+  error).
 
 It writes ``scores.jsonl`` (one line per pair: where, labels, both rewards),
 ``results.json`` (marked ``"kind": "lmforge eval reward"``), ``results.md`` and the
@@ -58,6 +59,11 @@ class PairScore:
         d = self.chosen - self.rejected
         return 1 / (1 + math.exp(-d)) if d > -700 else 0.0
 
+    @property
+    def confidence(self) -> float:
+        """How sure the model is of the order it gives: max(p, 1 − p) in [0.5, 1]."""
+        return max(self.p_chosen, 1 - self.p_chosen)
+
     def to_dict(self) -> dict[str, Any]:
         return {"where": self.where, "bucket": self.bucket, **self.labels,
                 "reward_chosen": self.chosen, "reward_rejected": self.rejected}  # fmt: skip
@@ -100,21 +106,27 @@ def score_pairs(
 
 
 def calibration(scores: Sequence[PairScore], bins: int = CALIBRATION_BINS) -> dict[str, Any]:
-    """Reliability of σ(r_c − r_r): per probability bin, its mean and the share ranked right.
+    """Reliability of the model's confidence in its ranking.
 
-    The ECE is the pair-weighted mean gap |mean probability − share right| over bins.
+    A pair's preference probability p = σ(r_c − r_r) ranks it right exactly when
+    p > 0.5, so binning p itself says nothing; the model's *confidence* in the order
+    it gives is c = max(p, 1 − p) in [0.5, 1]. Per confidence bin: the mean
+    confidence and the share of pairs ranked right (a calibrated model is right 70%
+    of the time when 70% sure). The ECE is the pair-weighted mean gap between the two.
     """
     rows: list[dict[str, Any]] = []
     ece = 0.0
+    width = 0.5 / bins
     for b in range(bins):
-        lo, hi = b / bins, (b + 1) / bins
-        inside = [s for s in scores if lo <= s.p_chosen < hi or (b == bins - 1 and s.p_chosen == 1)]
+        lo, hi = 0.5 + b * width, 0.5 + (b + 1) * width
+        last = b == bins - 1
+        inside = [s for s in scores if lo <= s.confidence < hi or (last and s.confidence >= hi)]
         if not inside:
             continue
-        p = sum(s.p_chosen for s in inside) / len(inside)
+        conf = sum(s.confidence for s in inside) / len(inside)
         acc = sum(s.right for s in inside) / len(inside)
-        ece += len(inside) / len(scores) * abs(p - acc)
-        rows.append({"bin": [lo, hi], "n": len(inside), "mean_p": p, "share_right": acc})
+        ece += len(inside) / len(scores) * abs(conf - acc)
+        rows.append({"bin": [lo, hi], "n": len(inside), "confidence": conf, "share_right": acc})
     return {"bins": rows, "ece": ece}
 
 
@@ -176,9 +188,9 @@ def results_markdown(res: dict[str, Any], about: dict[str, Any]) -> str:
               for k, v in r.items()]  # fmt: skip
     cal = res["calibration"]
     lines += ["", f"Calibration: expected calibration error {cal['ece']:.3f}.", "",
-              "| σ(r_c − r_r) bin | pairs | mean σ | share ranked right |",
+              "| confidence bin | pairs | mean confidence | share ranked right |",
               "| --- | --- | --- | --- |"]  # fmt: skip
-    lines += [f"| {b['bin'][0]:.1f}–{b['bin'][1]:.1f} | {b['n']} | {b['mean_p']:.3f} | "
+    lines += [f"| {b['bin'][0]:.2f}–{b['bin'][1]:.2f} | {b['n']} | {b['confidence']:.3f} | "
               f"{b['share_right']:.3f} |" for b in cal["bins"]]  # fmt: skip
     lines += ["", "![rewards](rewards.png) ![calibration](calibration.png)", ""]
     return "\n".join(lines)
@@ -212,13 +224,13 @@ def plot_calibration(cal: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(4.2, 4))
-    ax.plot([0, 1], [0, 1], "--", color="grey", label="calibrated")
-    xs = [b["mean_p"] for b in cal["bins"]]
+    ax.plot([0.5, 1], [0.5, 1], "--", color="grey", label="calibrated")
+    xs = [b["confidence"] for b in cal["bins"]]
     ys = [b["share_right"] for b in cal["bins"]]
     ax.plot(xs, ys, "o-", label=f"model (ECE {cal['ece']:.3f})")
-    ax.set_xlabel("σ(r_chosen − r_rejected)")
+    ax.set_xlabel("confidence max(σ(r_c − r_r), 1 − σ(r_c − r_r))")
     ax.set_ylabel("share ranked right")
-    ax.set_xlim(0, 1)
+    ax.set_xlim(0.5, 1)
     ax.set_ylim(0, 1)
     ax.legend(loc="upper left")
     fig.tight_layout()
