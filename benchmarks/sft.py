@@ -40,6 +40,8 @@ fp32 matmul rate (best 2048² product) to compare machines by.
 Install the peer into its own virtual environment (TRL is not a dependency of
 lmforge; this keeps the project's pins untouched):
 
+    # TRL is in the `peers` extra (make install): .venv/bin/python benchmarks/sft.py runs it.
+    # The separate venv below is how the published numbers were made:
     python3 -m venv .venv-bench-trl
     .venv-bench-trl/bin/pip install torch==2.13.0
     .venv-bench-trl/bin/pip install trl==1.12.0 transformers==5.24.0 datasets==5.0.1 \\

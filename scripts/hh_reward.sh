@@ -5,7 +5,8 @@
 #   the train transcripts (chosen and rejected: the text it will judge) -> reward train on
 #   the train pairs -> eval reward on the held-out pairs.
 # Nothing of the held-out 20% is seen by the tokenizer, the pretraining or the reward model.
-# Usage: scripts/hh_reward.sh [OUT] (default hh/); HH_PRETRAIN_SECONDS, HH_RM_EPOCHS.
+# Usage: scripts/hh_reward.sh [OUT] (default hh/); HH_PRETRAIN_STEPS, HH_RM_EPOCHS.
+# Step budgets, not time budgets: the same model on a busy machine as on an idle one.
 set -euo pipefail
 OUT="${1:-hh}"
 HH="${HH_FILE:-../shared/data/preferences/hh_rlhf_harmless_base_test.jsonl.gz}"
@@ -43,7 +44,7 @@ lmforge data prepare --tokenizer "$OUT/tokenizer" --input "$OUT/data/text.txt" -
 
 step "3/5 pretrain a small LLaMA on them"
 lmforge pretrain --arch llama --preset cpu-small --model.block-size 256 --seq-len 256 \
-  --data "$OUT/shards" --out "$OUT/lm" --max-time "${HH_PRETRAIN_SECONDS:-300}" --max-steps none \
+  --data "$OUT/shards" --out "$OUT/lm" --max-steps "${HH_PRETRAIN_STEPS:-400}" \
   --batch-size 16 --lr 3e-3 --min-lr 3e-4 --warmup 50
 
 step "4/5 reward model on the train pairs"
