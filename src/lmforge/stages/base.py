@@ -304,3 +304,38 @@ def write_run_files(out: Path, cfg: Any, tok: Any) -> None:
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, layout.config)
     tok.save(layout.tokenizer)
+
+
+def run_stage(start: StageStart, cfg: Any, name: str, more: str, body) -> TrainResult:
+    """The end every fine-tuning stage shares: a run whose budget is spent says so and
+    returns; otherwise, under the run-folder lock, the process group is set up,
+    `body(ctx)` trains, and the group is torn down whatever happens.
+
+    `more` is the flag that trains further ("--max-steps", "--epochs", ...).
+    """
+    import torch
+
+    from ..common import print0
+    from ..train import distributed as D
+
+    if start.complete is not None:
+        print0(
+            f"{name}: {cfg.out} is complete (step {start.resume.step}, {start.complete} "
+            f"reached); nothing to do — raise {more} to train further"
+        )
+        return start.completed_result()
+    with start:
+        ctx = D.init_distributed(cfg.device, cfg.parallel)
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        try:
+            return body(ctx)
+        finally:
+            D.shutdown()
+
+
+def origin_note(start: StageStart) -> str:
+    """Where the weights come from, for a stage's start line."""
+    if start.resume is not None:
+        return f"resuming from {start.resume.path}"
+    return f"from {start.parent.path} (step {start.parent.step})"

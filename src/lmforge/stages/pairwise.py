@@ -26,7 +26,15 @@ import torch
 from ..common import ConfigError, LmforgeError, dist_info, move_to, print0
 from ..train import distributed as D
 from ..train.loop import TrainResult, budget_spent, state_counters, train
-from .base import StageStart, check_fits_memory, start_stage, trainable_note, write_run_files
+from .base import (
+    StageStart,
+    check_fits_memory,
+    origin_note,
+    run_stage,
+    start_stage,
+    trainable_note,
+    write_run_files,
+)
 from .pairwise_config import PairwiseConfig
 
 
@@ -150,21 +158,13 @@ def run_pairwise_stage(cfg: PairwiseConfig, resume: bool, stage: Stage) -> Train
     check_parent_role(start, stage)
     # Before the lock: bad data or a finished run leaves the folder untouched.
     prep = prepare_pairs(cfg, start)
-    if start.complete is not None:
-        more = "--epochs" if cfg.epochs is not None else "--max-steps"
-        print0(
-            f"{stage.name}: {cfg.out} is complete (step {start.resume.step}, {start.complete} "
-            f"reached); nothing to do — raise {more} to train further"
-        )
-        return start.completed_result()
-    with start:
-        ctx = D.init_distributed(prep.cfg.device, prep.cfg.parallel)
-        if prep.cfg.threads:
-            torch.set_num_threads(prep.cfg.threads)
-        try:
-            return _run(prep, ctx, start, stage)
-        finally:
-            D.shutdown()
+    return run_stage(
+        start,
+        prep.cfg,
+        stage.name,
+        "--epochs" if cfg.epochs is not None else "--max-steps",
+        lambda ctx: _run(prep, ctx, start, stage),
+    )
 
 
 def pair_evaluator(prep: PairsPrepared, ctx: Any, objective: Any):
@@ -209,11 +209,7 @@ def _run(prep: PairsPrepared, ctx: Any, start: StageStart, stage: Stage) -> Trai
     model, n_params, objective, extra = stage.build(prep, ctx, start)
     if ctx.is_main:
         write_run_files(out, cfg, prep.tok)
-        origin = (
-            f"resuming from {start.resume.path}"
-            if start.resume is not None
-            else f"from {start.parent.path} (step {start.parent.step})"
-        )
+        origin = origin_note(start)
         s = prep.stats
         print0(
             f"{stage.name}: {prep.arch} ({n_params / 1e6:.2f}M parameters{trainable_note(model)}), "

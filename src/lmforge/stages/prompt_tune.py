@@ -38,7 +38,15 @@ from ..runs.layout import RESULT_FILE
 from ..train import distributed as D
 from ..train.loop import TrainResult, train
 from ..train.sft import SFTObjective
-from .base import StageStart, build_stage_model, check_fits_memory, start_stage, write_run_files
+from .base import (
+    StageStart,
+    build_stage_model,
+    check_fits_memory,
+    origin_note,
+    run_stage,
+    start_stage,
+    write_run_files,
+)
 from .prompt_tune_config import PromptTuneConfig
 
 STAGE = "prompt-tune"
@@ -62,20 +70,7 @@ def prompt_tune(cfg: PromptTuneConfig, *, resume: bool = False, task: Any = None
     inputs = tuple(("task data", p) for p in (cfg.world, cfg.task) if p and Path(p).exists())
     start = start_stage(cfg, resume=resume, need="transformer-decoder", inputs=inputs)
     prep = _prepare(cfg, start, task)  # before the lock: bad input leaves the folder alone
-    if start.complete is not None:
-        print0(
-            f"prompt-tune: {cfg.out} is complete (step {start.resume.step}, {start.complete} "
-            "reached); nothing to do — raise --max-steps to train further"
-        )
-        return start.completed_result()
-    with start:
-        ctx = D.init_distributed(cfg.device, cfg.parallel)
-        if cfg.threads:
-            torch.set_num_threads(cfg.threads)
-        try:
-            return _run(prep, ctx, start)
-        finally:
-            D.shutdown()
+    return run_stage(start, cfg, "prompt-tune", "--max-steps", lambda ctx: _run(prep, ctx, start))
 
 
 @dataclasses.dataclass
@@ -163,11 +158,7 @@ def _run(p: _Prepared, ctx: Any, start: StageStart) -> TrainResult:
     parent_info = start.parent_info
     if ctx.is_main:
         write_run_files(out, cfg, p.tok)
-        origin = (
-            f"resuming from {start.resume.path}"
-            if start.resume is not None
-            else f"from {start.parent.path} (step {start.parent.step})"
-        )
+        origin = origin_note(start)
         print0(
             f"prompt-tune: {p.arch} ({n_params / 1e6:.2f}M parameters), {method_of(cfg)}: "
             f"{trainable:,} trainable, task {p.task.name}: "

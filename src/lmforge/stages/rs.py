@@ -29,10 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from ..common import ConfigError, LmforgeError, dist_info, print0
-from ..train import distributed as D
 from ..train.loop import TrainResult, budget_spent, state_counters, train
 from ..train.sft import SFTObjective
 from .base import (
@@ -40,6 +37,8 @@ from .base import (
     build_stage_model,
     check_fits_memory,
     check_resume_lora,
+    origin_note,
+    run_stage,
     start_stage,
     trainable_note,
     write_run_files,
@@ -109,20 +108,7 @@ def rs(cfg: RSConfig, *, resume: bool = False) -> TrainResult:
     check_policy(start)
     # Before the lock: bad prompts, a wrong reward or a finished run leave the folder untouched.
     prep = _prepare(cfg, start)
-    if start.complete is not None:
-        print0(
-            f"rs: {cfg.out} is complete (step {start.resume.step}, {start.complete} reached); "
-            "nothing to do — raise --iterations to train further"
-        )
-        return start.completed_result()
-    with start:
-        ctx = D.init_distributed(prep.cfg.device, prep.cfg.parallel)
-        if prep.cfg.threads:
-            torch.set_num_threads(prep.cfg.threads)
-        try:
-            return _run(prep, ctx, start)
-        finally:
-            D.shutdown()
+    return run_stage(start, prep.cfg, "rs", "--iterations", lambda ctx: _run(prep, ctx, start))
 
 
 def _model_and_tokenizer(cfg: RSConfig, start: StageStart) -> tuple[str, Any, Any, Any]:
@@ -233,11 +219,7 @@ def _run(p: _Prepared, ctx: Any, start: StageStart) -> TrainResult:
     )  # fmt: skip
     if ctx.is_main:
         write_run_files(out, cfg, p.tok)
-        origin = (
-            f"resuming from {start.resume.path}"
-            if start.resume is not None
-            else f"from {start.parent.path} (step {start.parent.step})"
-        )
+        origin = origin_note(start)
         floor = "none" if p.min_reward is None else f"{p.min_reward:g}"
         print0(
             f"rs: {p.arch} ({n_params / 1e6:.2f}M parameters{trainable_note(model)}), "

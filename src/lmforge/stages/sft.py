@@ -31,6 +31,8 @@ from .base import (
     build_stage_model,
     check_fits_memory,
     check_resume_lora,
+    origin_note,
+    run_stage,
     start_stage,
     trainable_note,
     write_run_files,
@@ -123,22 +125,13 @@ def sft(cfg: SFTConfig, *, resume: bool = False) -> TrainResult:
     # Before the lock: bad data or a finished run leaves the folder untouched (and --force
     # empties an old run only once the new one is known to start).
     prep = _prepare(cfg, start)
-    if start.complete is not None:
-        # With --epochs set (here or in the run's config), it decides the steps.
-        more = "--epochs" if cfg.epochs is not None else "--max-steps"
-        print0(
-            f"sft: {cfg.out} is complete (step {start.resume.step}, {start.complete} reached); "
-            f"nothing to do — raise {more} to train further"
-        )
-        return start.completed_result()
-    with start:
-        ctx = D.init_distributed(prep.cfg.device, prep.cfg.parallel)
-        if prep.cfg.threads:
-            torch.set_num_threads(prep.cfg.threads)
-        try:
-            return _run(prep, ctx, start)
-        finally:
-            D.shutdown()
+    return run_stage(
+        start,
+        prep.cfg,
+        "sft",
+        "--epochs" if cfg.epochs is not None else "--max-steps",
+        lambda ctx: _run(prep, ctx, start),
+    )
 
 
 @dataclasses.dataclass
@@ -205,11 +198,7 @@ def _run(p: _Prepared, ctx: Any, start: StageStart) -> TrainResult:
     model, n_params = build_stage_model(arch, mcfg, cfg.seed, parent_sd, lora=cfg.lora)
     if ctx.is_main:
         write_run_files(out, cfg, tok)
-        origin = (
-            f"resuming from {start.resume.path}"
-            if start.resume is not None
-            else f"from {start.parent.path} (step {start.parent.step})"
-        )
+        origin = origin_note(start)
         print0(
             f"sft: {arch} ({n_params / 1e6:.2f}M parameters{trainable_note(model)}), "
             f"{stats.kept:,} conversations "
