@@ -37,11 +37,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..common import LmforgeError, expand_inputs, get_logger, read_text
+from ..common import LmforgeError, get_logger, read_text
 from ..tokenizers.chat import Conversation, Message
 from .instructions.fields import RecordError, need_object
 from .instructions.formats import detect_format as detect_instruction_format
 from .instructions.options import FileContext, ReadOptions
+from .instructions.read import instruction_files
 from .instructions.records import DEFAULT_TEXT_LIMIT, RawRecord, iter_raw_records
 from .preference_formats import (
     CONVERTERS,
@@ -163,18 +164,7 @@ def preference_files(paths: str | Path | Sequence[str | Path]) -> list[tuple[Pat
     `named`: given by name (an empty one is an error); a file found in a folder or
     glob may be empty and is passed over.
     """
-    items = [paths] if isinstance(paths, (str, Path)) else list(paths)
-    if not items:
-        raise LmforgeError("no preference files given")
-    out: list[tuple[Path, bool]] = []
-    seen: set[Path] = set()
-    for item in items:
-        named = Path(item).is_file()
-        for p in expand_inputs([item], EXTENSIONS):
-            if p not in seen:
-                seen.add(p)
-                out.append((p, named))
-    return out
+    return instruction_files(paths, EXTENSIONS, what="preference")
 
 
 def iter_records(path: Path, named: bool = True) -> Iterator[RawRecord]:

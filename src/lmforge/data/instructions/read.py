@@ -177,20 +177,26 @@ def _names(paths: str | Path | Iterable[str | Path]) -> str:
     return ", ".join(map(str, items))
 
 
-def instruction_files(paths: str | Path | Iterable[str | Path]) -> list[tuple[Path, bool]]:
-    """(file, named) for files, folders (their .jsonl/.json files) and globs, in order.
+def instruction_files(
+    paths: str | Path | Iterable[str | Path],
+    extensions: tuple[str, ...] = EXTENSIONS,
+    what: str = "instruction",
+) -> list[tuple[Path, bool]]:
+    """(file, named) for files, folders (their `extensions` files) and globs, in order.
 
     `named` is True for a file given by name: only such a file must hold records;
     one found in a folder or glob may be empty (P3 exports hold empty templates).
+    `what` names the files in the error for an empty list (preference readers use
+    this with their own extensions).
     """
     items = [paths] if isinstance(paths, (str, Path)) else list(paths)
     if not items:
-        raise LmforgeError("no instruction files given")
+        raise LmforgeError(f"no {what} files given")
     out: list[tuple[Path, bool]] = []
     seen: set[Path] = set()
     for item in items:
         named = Path(item).is_file()
-        for p in expand_inputs([item], EXTENSIONS):
+        for p in expand_inputs([item], extensions):
             if p not in seen:
                 seen.add(p)
                 out.append((p, named))
