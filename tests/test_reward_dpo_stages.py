@@ -297,6 +297,7 @@ def test_identical_pairs_are_counted_and_left_out(tiny_run, tmp_path, capsys):
     r = cli(capsys, "reward", "train", "--from", tiny_run, "--data", data, "--out", out,
             "--max-steps", "1", *[a for a in COMMON if a != "--quiet"])  # fmt: skip
     assert r.returncode == 0, r.stderr
+    assert "2 preference pairs have chosen == rejected and were left out" in r.stderr
     assert "2 identical left out" in (out / "report.md").read_text()
 
 
