@@ -70,6 +70,8 @@ def dpo_loss(
 class DPOObjective:
     """Summed DPO (or IPO) loss over a micro-batch's pairs; `n_tokens` counts pairs."""
 
+    count_unit = "pairs"  # the progress bar says pairs_s
+
     def __init__(
         self,
         *,

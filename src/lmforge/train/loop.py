@@ -424,7 +424,9 @@ def train(
                 elif cfg.max_steps is None and cfg.max_time and dt > 0:
                     steps_per_s = win_steps / dt
                     bar.total = st.step + int((cfg.max_time - st.elapsed_s) * steps_per_s)
-                bar.set_postfix(loss=f"{last_loss:.4f}", tok_s=f"{tok_per_s or 0:,.0f}")
+                # What n_tokens counts (tokens; pairs for the preference objectives).
+                unit = f"{getattr(objective, 'count_unit', 'tok')}_s"
+                bar.set_postfix(**{"loss": f"{last_loss:.4f}", unit: f"{tok_per_s or 0:,.0f}"})
                 for t in (win_loss, win_n_good, win_n_all):
                     t.zero_()
                 win_metrics = {}

@@ -83,6 +83,9 @@ class Objective(Protocol):
     tokens the losses are summed over (`n_tokens`): padding and masked targets
     do not count.
 
+    Optional: `count_unit` (class attribute, default "tok"), what `n_tokens` counts, as
+    the progress bar names its rate (the preference objectives count "pairs").
+
     Optional, for objectives that carry state between steps (an RNN's hidden
     state across sequential windows): `state_dict() -> dict` (tensors and plain
     values) and `load_state_dict(dict)`; the loop stores it per process in the

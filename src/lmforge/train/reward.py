@@ -50,6 +50,8 @@ def ranking_loss(
 class RewardObjective:
     """Summed ranking loss over the pairs of a micro-batch; metrics are per-pair means."""
 
+    count_unit = "pairs"  # n_tokens counts pairs (the progress bar says pairs_s)
+
     def __init__(self, center: float = 0.0):
         self.center = float(center)
 
