@@ -54,7 +54,7 @@ lmforge eval reward --run "$OUT/rm" --data "$OUT/world/preferences/val.jsonl"
 
 step "8/10 rejection sampling: 4 answers per prompt, the best by the world's checker, fine-tuned on"
 lmforge rs --from "$OUT/sft" --reward checker --prompts "$OUT/world/instructions/train.jsonl" \
-  --max-prompts "${DEMO_RS_PROMPTS:-800}" --n 4 --iterations 1 --steps-per-iteration 40 \
+  --max-prompts "${DEMO_RS_PROMPTS:-2000}" --n 4 --iterations 1 \
   --temperature 0.8 --max-new-tokens 96 --batch-size 16 --lr 5e-4 --min-lr 5e-5 --warmup 5 \
   --out "$OUT/rs"
 

@@ -426,8 +426,18 @@ def test_a_reward_model_scores_the_samples(policy, prompts, reward_run, tmp_path
     r = cli(capsys, "rs", "--from", policy, "--prompts", prompts, "--reward", reward_run,
             "--out", out, *RS, "--iterations", "1", "--n", "3", "--steps-per-iteration", "0")  # fmt: skip
     assert r.returncode == 0, r.stderr
-    # --steps-per-iteration 0: one step per batch of prompts (6 prompts, batch 4: 2 steps).
-    assert open_checkpoint(latest_checkpoint(out)).step == 2
+    # --steps-per-iteration 0: about one pass over the prompts' conversations, packed.
+    from lmforge.config import build_config
+    from lmforge.stages.rs import default_steps, read_rs_prompts
+    from lmforge.stages.rs_config import RSConfig
+
+    run = load_run(policy)
+    cfg = build_config(RSConfig, overrides={"prompts": [str(prompts)], "out": "x",
+                                            "batch_size": 4, "max_new_tokens": 16})  # fmt: skip
+    convs, ids, _ = read_rs_prompts(cfg, run.tokenizer, 64)
+    assert open_checkpoint(latest_checkpoint(out)).step == default_steps(
+        cfg, run.tokenizer, convs, ids, 64, 1
+    )
     samples = read_jsonl(out / "rs" / "iter-1" / "samples.jsonl")
     rm = load_run(reward_run)
     items = [([Message("user", place_prompts()[s["prompt_index"]]["prompt"])], s["text"])
@@ -527,3 +537,24 @@ def test_bad_input_is_one_line_and_writes_nothing(
     r = cli(capsys, "rs", "--out", out, *RS, "--iterations", "1", "--n", "2", *args)
     assert_clean_error(r, *needles)
     assert not out.exists()
+
+
+def test_default_steps_are_one_packed_pass_over_the_conversations():
+    """Prompt tokens plus each answer (the reference's tokens + 2, else max_new_tokens / 2)."""
+    from lmforge.config import build_config
+    from lmforge.stages.rs import default_steps
+    from lmforge.stages.rs_config import RSConfig
+    from lmforge.tokenizers.chat import Conversation, Message
+
+    class Tok:  # one token per character
+        def encode(self, text):
+            return list(text)
+
+    convs = [Conversation([Message("user", "q")], {"reference": "x" * 8}),
+             Conversation([Message("user", "q")], {})] * 50  # fmt: skip
+    ids = [[0] * 20] * 100
+    cfg = build_config(RSConfig, overrides={"prompts": ["p"], "out": "x", "batch_size": 4,
+                                            "max_new_tokens": 30})  # fmt: skip
+    # 100 prompts × 20 + 50 × (8 + 2) + 50 × 15 = 3,250 tokens -> 51 rows of 64 -> 13 steps.
+    assert default_steps(cfg, Tok(), convs, ids, 63, 1) == 13
+    assert default_steps(cfg, Tok(), convs, ids, 63, 2) == 7

@@ -12,8 +12,9 @@ the batch source (`rs_batches.RejectionSamplingBatches`), which regenerates its
 data when an iteration's `--steps-per-iteration` steps are used up, so the loop's
 checkpoints, signals, schedules, DDP and exact resume hold as for any stage.
 
-Steps: `--steps-per-iteration S` (0: one step per batch_size × grad_accum ×
-processes prompts) so that the run's budget, K × S steps, is known at the start
+Steps: `--steps-per-iteration S` (0: `default_steps`, about one pass over the
+prompts' conversations in packed rows) so that the run's budget, K × S steps, is
+known at the start
 (the learning-rate schedule spans all iterations). Under torchrun every process
 samples an interleaved share of the prompts with seeds that depend only on the
 prompt, and the shares are gathered, so each process trains on the same kept
@@ -111,6 +112,29 @@ def rs(cfg: RSConfig, *, resume: bool = False) -> TrainResult:
     return run_stage(start, prep.cfg, "rs", "--iterations", lambda ctx: _run(prep, ctx, start))
 
 
+def default_steps(
+    cfg: RSConfig,
+    tok: Any,
+    prompts: list[Any],
+    prompt_ids: list[list[int]],
+    seq_len: int,
+    world: int,
+) -> int:
+    """Steps of about one pass over the prompts' conversations, were every prompt kept.
+
+    Kept conversations are packed many to a row, so the count is in packed rows: each
+    prompt's tokens plus its answer's (the record's reference answer when it has one,
+    else half of --max-new-tokens), over the row length, over the rows of a step.
+    """
+    answers = 0
+    for conv in prompts:
+        ref = conv.meta.get("reference")
+        answers += len(tok.encode(ref)) + 2 if isinstance(ref, str) else cfg.max_new_tokens // 2
+    tokens = sum(len(p) for p in prompt_ids) + answers
+    rows = math.ceil(tokens / (seq_len + 1))
+    return max(1, math.ceil(rows / (cfg.batch_size * cfg.grad_accum * world)))
+
+
 def _model_and_tokenizer(cfg: RSConfig, start: StageStart) -> tuple[str, Any, Any, Any]:
     """(arch, model config, tokenizer, parent state dict or None); the role tokens checked."""
     from ..models import read_model_meta
@@ -176,9 +200,7 @@ def _prepare(cfg: RSConfig, start: StageStart) -> _Prepared:
     floor = parse_min_reward(cfg.min_reward)
     min_reward = reward.default_min if floor == "auto" else floor
     world = dist_info()[2]
-    S = cfg.steps_per_iteration or max(
-        1, math.ceil(len(prompts) / (cfg.batch_size * cfg.grad_accum * world))
-    )
+    S = cfg.steps_per_iteration or default_steps(cfg, tok, prompts, prompt_ids, seq_len, world)
     if start.resume is not None:
         was = (start.resume.state.get("rs") or {}).get("steps_per_iteration")
         if was is not None and was != S:

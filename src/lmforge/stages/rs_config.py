@@ -38,9 +38,9 @@ class RSConfig(StageConfig):
     iterations: int = field_(1, help="sample → select → fine-tune rounds", min=1)
     steps_per_iteration: int = field_(
         0,
-        help="optimizer steps on each iteration's kept samples (0: one step per "
-        "batch_size × grad_accum × processes prompts, i.e. about one pass if every prompt "
-        "is kept); the run trains iterations × this steps",
+        help="optimizer steps on each iteration's kept samples (0: about one pass over the "
+        "prompts' conversations in packed rows, were every prompt kept); the run trains "
+        "iterations × this steps",
         min=0,
     )
     min_reward: str = field_(
