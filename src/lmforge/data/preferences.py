@@ -353,14 +353,16 @@ def read_prompts(paths: Sequence[str], *, skip_bad_lines: bool = False) -> list[
                 skipped += 1
                 continue
             out.append(Conversation(list(messages), {**meta, "where": where}))
-    if unusable or skipped:
+    if (unusable or skipped) and out:  # with no prompts at all, the error alone says it
         get_logger(__name__).warning(
             "prompts: %d unusable HH records and %d bad lines skipped", unusable, skipped
         )
     if not out:
         names = ", ".join(map(str, [paths] if isinstance(paths, (str, Path)) else paths))
+        left = f" ({unusable} unusable HH records, {skipped} bad lines skipped)" if (
+            unusable or skipped) else ""  # fmt: skip
         raise LmforgeError(
-            f"{names}: no prompts found; expected records with a prompt, messages or "
+            f"{names}: no prompts found{left}; expected records with a prompt, messages or "
             "chosen/rejected fields"
         )
     return out
