@@ -130,6 +130,40 @@ def write_pretrain_report(
     return _write_report(run, lines, config)
 
 
+def _fine_tune_report(
+    run: Path,
+    title: str,
+    parent: dict[str, Any] | None,
+    result_rows: list[tuple[str, Any]],
+    data_rows: list[tuple[str, Any]],
+    summary: str,
+    config: Any,
+) -> Path:
+    """The report of a stage trained from a parent run: where from, result, data, reader summary."""
+    lines = [
+        title,
+        "",
+        f"Fine-tuned from `{(parent or {}).get('run', '?')}` "
+        f"(step {(parent or {}).get('step', '?')}).",
+        "",
+        "## Result",
+        "",
+        _table(result_rows),
+        "",
+        "![loss](plots/loss.png)",
+        "",
+        "## Data",
+        "",
+        _table(data_rows),
+        "",
+        "```text",
+        summary.strip(),
+        "```",
+        "",
+    ]
+    return _write_report(run, lines, config)
+
+
 def write_sft_report(
     run_dir: str | Path,
     *,
@@ -149,47 +183,26 @@ def write_sft_report(
     run = Path(run_dir)
     res = dataclasses.asdict(result)
     packed = rows_per_epoch * seq_len
-    lines = [
-        f"# SFT report: {arch}",
-        "",
-        f"Fine-tuned from `{(parent or {}).get('run', '?')}` "
-        f"(step {(parent or {}).get('step', '?')}).",
-        "",
-        "## Result",
-        "",
-        _table(
-            [
-                *_result_rows(res, n_params, wall_s, "assistant tokens trained", " (per token)"),
-                ("skipped non-finite steps", res.get("nan_skipped", 0)),
-            ]
-        ),
-        "",
-        "![loss](plots/loss.png)",
-        "",
-        "## Data",
-        "",
-        _table(
-            [
-                ("conversations given", stats.conversations),
-                ("kept", stats.kept),
-                ("truncated (oldest turns dropped to fit)", stats.truncated),
-                ("dropped (last exchange longer than the context)", stats.dropped),
-                ("without an assistant turn (skipped)", stats.no_target),
-                ("tokens per epoch", stats.tokens),
-                ("assistant tokens per epoch (trained)", stats.targets),
-                ("packed rows per epoch", rows_per_epoch),
-                ("row length", seq_len),
-                ("row fill (tokens / row capacity)", stats.tokens / packed if packed else "n/a"),
-                ("validation conversations", val_stats.kept if val_stats else 0),
-            ]
-        ),
-        "",
-        "```text",
-        data_summary.strip(),
-        "```",
-        "",
+    result_rows = [
+        *_result_rows(res, n_params, wall_s, "assistant tokens trained", " (per token)"),
+        ("skipped non-finite steps", res.get("nan_skipped", 0)),
     ]
-    return _write_report(run, lines, config)
+    data_rows = [
+        ("conversations given", stats.conversations),
+        ("kept", stats.kept),
+        ("truncated (oldest turns dropped to fit)", stats.truncated),
+        ("dropped (last exchange longer than the context)", stats.dropped),
+        ("without an assistant turn (skipped)", stats.no_target),
+        ("tokens per epoch", stats.tokens),
+        ("assistant tokens per epoch (trained)", stats.targets),
+        ("packed rows per epoch", rows_per_epoch),
+        ("row length", seq_len),
+        ("row fill (tokens / row capacity)", stats.tokens / packed if packed else "n/a"),
+        ("validation conversations", val_stats.kept if val_stats else 0),
+    ]
+    return _fine_tune_report(
+        run, f"# SFT report: {arch}", parent, result_rows, data_rows, data_summary, config
+    )
 
 
 STAGE_TITLES = {"reward": "Reward model", "dpo": "DPO"}
@@ -214,39 +227,18 @@ def write_pairwise_report(
     run = Path(run_dir)
     res = dataclasses.asdict(result)
     val = res.get("val") or {}
-    lines = [
-        f"# {STAGE_TITLES.get(stage, stage)} report: {arch}",
-        "",
-        f"Trained from `{(parent or {}).get('run', '?')}` (step {(parent or {}).get('step', '?')}).",
-        "",
-        "## Result",
-        "",
-        _table(
-            [
-                *_result_rows(res, n_params, wall_s, "pairs trained", " (per pair)"),
-                ("final validation pairwise accuracy", val.get("val_acc", "n/a")),
-                ("skipped non-finite steps", res.get("nan_skipped", 0)),
-                *rows,
-            ]
-        ),
-        "",
-        "![loss](plots/loss.png)",
-        "",
-        "## Data",
-        "",
-        _table(
-            [
-                ("pairs given", stats.pairs),
-                ("kept", stats.kept),
-                ("truncated (prompt shortened to fit)", stats.truncated),
-                ("dropped (an answer longer than the row)", stats.dropped),
-                ("validation pairs", val_stats.kept if val_stats else 0),
-            ]
-        ),
-        "",
-        "```text",
-        summary.strip(),
-        "```",
-        "",
+    result_rows = [
+        *_result_rows(res, n_params, wall_s, "pairs trained", " (per pair)"),
+        ("final validation pairwise accuracy", val.get("val_acc", "n/a")),
+        ("skipped non-finite steps", res.get("nan_skipped", 0)),
+        *rows,
     ]
-    return _write_report(run, lines, config)
+    data_rows = [
+        ("pairs given", stats.pairs),
+        ("kept", stats.kept),
+        ("truncated (prompt shortened to fit)", stats.truncated),
+        ("dropped (an answer longer than the row)", stats.dropped),
+        ("validation pairs", val_stats.kept if val_stats else 0),
+    ]
+    title = f"# {STAGE_TITLES.get(stage, stage)} report: {arch}"
+    return _fine_tune_report(run, title, parent, result_rows, data_rows, summary, config)
