@@ -32,6 +32,7 @@ import torch
 from ..common import LmforgeError
 from ..tokenizers.chat import ChatTokens, Message, chat_token_ids, fit_to_context, render_chat
 from .preference_formats import PreferencePair
+from .sft import take_across_epochs
 
 
 @dataclass
@@ -182,14 +183,9 @@ class PreferenceBatches:
 
     def _take(self, n: int) -> list[int]:
         """The next `n` global pairs, moving into the next epoch as needed."""
-        out: list[int] = []
-        while len(out) < n:
-            order = self.order(self.epoch_index)
-            take = order[self.cursor : self.cursor + (n - len(out))]
-            out.extend(take)
-            self.cursor += len(take)
-            if self.cursor >= len(order):
-                self.epoch_index, self.cursor = self.epoch_index + 1, 0
+        out, self.epoch_index, self.cursor = take_across_epochs(
+            self.order, n, self.epoch_index, self.cursor
+        )
         return out
 
     def next_batch(self) -> dict[str, torch.Tensor]:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -142,6 +142,23 @@ def collate_rows(
     }
 
 
+def take_across_epochs(
+    plan: Callable[[int], Sequence[Any]], n: int, epoch: int, cursor: int
+) -> tuple[list[Any], int, int]:
+    """The next `n` items of a per-epoch order `plan(epoch)` from (epoch, cursor), moving
+    into the next epoch as needed; returns (items, epoch, cursor) after them. The cursor
+    state every lmforge batch source with epochs resumes from."""
+    out: list[Any] = []
+    while len(out) < n:
+        order = plan(epoch)
+        take = order[cursor : cursor + (n - len(out))]
+        out.extend(take)
+        cursor += len(take)
+        if cursor >= len(order):
+            epoch, cursor = epoch + 1, 0
+    return out, epoch, cursor
+
+
 class PackedChatBatches:
     """The SFT batch source: `next_batch()` -> this rank's packed rows; resumable."""
 
@@ -200,14 +217,9 @@ class PackedChatBatches:
 
     def _take(self, n: int) -> list[list[int]]:
         """The next `n` global rows, moving into the next epoch as needed."""
-        out: list[list[int]] = []
-        while len(out) < n:
-            plan = self.plan(self.epoch_index)
-            take = plan[self.cursor : self.cursor + (n - len(out))]
-            out.extend(take)
-            self.cursor += len(take)
-            if self.cursor >= len(plan):
-                self.epoch_index, self.cursor = self.epoch_index + 1, 0
+        out, self.epoch_index, self.cursor = take_across_epochs(
+            self.plan, n, self.epoch_index, self.cursor
+        )
         return out
 
     def next_batch(self) -> dict[str, torch.Tensor]:
