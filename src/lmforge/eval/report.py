@@ -13,7 +13,7 @@ from ..config import to_dict
 REPORT_FILE = "report.md"
 
 
-def _fmt(v: Any) -> str:
+def fmt_value(v: Any) -> str:
     if isinstance(v, float):
         if not math.isfinite(v):
             return str(v)
@@ -23,9 +23,9 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def _table(rows: list[tuple[str, Any]]) -> str:
+def md_table(rows: list[tuple[str, Any]]) -> str:
     lines = ["| | |", "|---|---|"]
-    lines += [f"| {k} | {_fmt(v)} |" for k, v in rows]
+    lines += [f"| {k} | {fmt_value(v)} |" for k, v in rows]
     return "\n".join(lines)
 
 
@@ -39,7 +39,7 @@ def _flat(d: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
     return out
 
 
-def _result_rows(
+def result_rows(
     res: dict[str, Any], n_params: int, wall_s: float, tokens: str, loss: str
 ) -> list[tuple[str, Any]]:
     """The rows every stage report's Result table starts with (`tokens`: what counts)."""
@@ -58,9 +58,9 @@ def _result_rows(
     ]
 
 
-def _write_report(run: Path, lines: list[str], config: Any) -> Path:
+def write_report(run: Path, lines: list[str], config: Any) -> Path:
     """Append the training-config table every report ends with; write RUN/report.md atomically."""
-    lines = [*lines, "## Training config", "", _table(_flat(to_dict(config))), ""]
+    lines = [*lines, "## Training config", "", md_table(_flat(to_dict(config))), ""]
     path = run / REPORT_FILE
     atomic_write_text(path, "\n".join(lines))
     return path
@@ -88,9 +88,9 @@ def write_pretrain_report(
         "",
         "## Result",
         "",
-        _table(
+        md_table(
             [
-                *_result_rows(res, n_params, wall_s, "tokens", ""),
+                *result_rows(res, n_params, wall_s, "tokens", ""),
                 ("validation perplexity", val.get("val_ppl", "n/a")),
                 ("validation bits per byte", val.get("val_bpb", "n/a")),
                 ("skipped non-finite steps", res.get("nan_skipped", 0)),
@@ -112,7 +112,7 @@ def write_pretrain_report(
     lines += [
         "## Data",
         "",
-        _table(
+        md_table(
             [
                 ("vocabulary", data_meta.get("vocab_size")),
                 ("tokenizer", data_meta.get("tokenizer_kind", "")),
@@ -124,17 +124,17 @@ def write_pretrain_report(
         "",
         "## Model",
         "",
-        _table([("arch", arch), *_flat(to_dict(model_config))]),
+        md_table([("arch", arch), *_flat(to_dict(model_config))]),
         "",
     ]
-    return _write_report(run, lines, config)
+    return write_report(run, lines, config)
 
 
 def _fine_tune_report(
     run: Path,
     title: str,
     parent: dict[str, Any] | None,
-    result_rows: list[tuple[str, Any]],
+    results: list[tuple[str, Any]],
     data_rows: list[tuple[str, Any]],
     summary: str,
     config: Any,
@@ -148,20 +148,20 @@ def _fine_tune_report(
         "",
         "## Result",
         "",
-        _table(result_rows),
+        md_table(results),
         "",
         "![loss](plots/loss.png)",
         "",
         "## Data",
         "",
-        _table(data_rows),
+        md_table(data_rows),
         "",
         "```text",
         summary.strip(),
         "```",
         "",
     ]
-    return _write_report(run, lines, config)
+    return write_report(run, lines, config)
 
 
 def write_sft_report(
@@ -183,8 +183,8 @@ def write_sft_report(
     run = Path(run_dir)
     res = dataclasses.asdict(result)
     packed = rows_per_epoch * seq_len
-    result_rows = [
-        *_result_rows(res, n_params, wall_s, "assistant tokens trained", " (per token)"),
+    results = [
+        *result_rows(res, n_params, wall_s, "assistant tokens trained", " (per token)"),
         ("skipped non-finite steps", res.get("nan_skipped", 0)),
     ]
     data_rows = [
@@ -201,7 +201,7 @@ def write_sft_report(
         ("validation conversations", val_stats.kept if val_stats else 0),
     ]
     return _fine_tune_report(
-        run, f"# SFT report: {arch}", parent, result_rows, data_rows, data_summary, config
+        run, f"# SFT report: {arch}", parent, results, data_rows, data_summary, config
     )
 
 
@@ -227,8 +227,8 @@ def write_pairwise_report(
     run = Path(run_dir)
     res = dataclasses.asdict(result)
     val = res.get("val") or {}
-    result_rows = [
-        *_result_rows(res, n_params, wall_s, "pairs trained", " (per pair)"),
+    results = [
+        *result_rows(res, n_params, wall_s, "pairs trained", " (per pair)"),
         ("final validation pairwise accuracy", val.get("val_acc", "n/a")),
         ("skipped non-finite steps", res.get("nan_skipped", 0)),
         *rows,
@@ -241,4 +241,4 @@ def write_pairwise_report(
         ("validation pairs", val_stats.kept if val_stats else 0),
     ]
     title = f"# {STAGE_TITLES.get(stage, stage)} report: {arch}"
-    return _fine_tune_report(run, title, parent, result_rows, data_rows, summary, config)
+    return _fine_tune_report(run, title, parent, results, data_rows, summary, config)

@@ -291,7 +291,7 @@ def write_report(out: Path, p: _Prepared, n_params: int, trainable: int, result:
                  acc: float | None, zero: float | None, parent: dict | None,
                  wall_s: float) -> Path:  # fmt: skip
     """RUN/report.md of a prompt-tune run."""
-    from ..eval.report import _result_rows, _table, _write_report
+    from ..eval.report import md_table, result_rows, write_report
 
     res = dataclasses.asdict(result)
     lines = [
@@ -307,13 +307,13 @@ def write_report(out: Path, p: _Prepared, n_params: int, trainable: int, result:
         "",
         "## Result",
         "",
-        _table(
+        md_table(
             [
                 ("test accuracy (label scoring, with the soft prompt)", _pct(acc)),
                 ("test accuracy (the same model without the soft prompt)", _pct(zero)),
                 ("what is trained", method_of(p.cfg)),
                 ("trainable parameters", trainable),
-                *_result_rows(res, n_params, wall_s, "label tokens trained", " (per token)"),
+                *result_rows(res, n_params, wall_s, "label tokens trained", " (per token)"),
             ]
         ),
         "",
@@ -321,7 +321,7 @@ def write_report(out: Path, p: _Prepared, n_params: int, trainable: int, result:
         "",
         "## Task",
         "",
-        _table(
+        md_table(
             [
                 ("task", p.task.name),
                 ("labels", ", ".join(f"{k} {p.task.label_text(k)!r}" for k in p.labels)),
@@ -333,4 +333,4 @@ def write_report(out: Path, p: _Prepared, n_params: int, trainable: int, result:
         ),
         "",
     ]
-    return _write_report(out, lines, p.cfg)
+    return write_report(out, lines, p.cfg)

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..eval.report import _fmt, _result_rows, _table, _write_report
+from ..eval.report import fmt_value, md_table, result_rows, write_report
 from .rs_batches import RS_DIR, iteration_dir
 
 
@@ -25,7 +25,7 @@ def read_summaries(run_dir: str | Path, upto: int | None = None) -> list[dict[st
 
 
 def _num(v: Any, digits: int = 3) -> str:
-    return "n/a" if v is None else f"{v:.{digits}f}" if isinstance(v, float) else _fmt(v)
+    return "n/a" if v is None else f"{v:.{digits}f}" if isinstance(v, float) else fmt_value(v)
 
 
 def iteration_table(summaries: list[dict[str, Any]]) -> str:
@@ -74,9 +74,9 @@ def write_rs_report(
         "",
         "## Result",
         "",
-        _table(
+        md_table(
             [
-                *_result_rows(res, n_params, wall_s, "assistant tokens trained", " (per token)"),
+                *result_rows(res, n_params, wall_s, "assistant tokens trained", " (per token)"),
                 ("iterations sampled", f"{len(summaries)} of {config.iterations}"),
                 ("steps per iteration", steps_per_iteration),
                 ("samples per prompt (N)", config.n),
@@ -111,4 +111,4 @@ def write_rs_report(
             "",
         ]
     lines += ["## Prompts", "", "```text", prompts_summary.strip(), "```", ""]
-    return _write_report(run, lines, config)
+    return write_report(run, lines, config)
