@@ -395,7 +395,7 @@ def test_resume_of_a_finished_run_is_complete_and_writes_nothing(ref, capsys):
 
 def test_max_prompts_takes_a_seeded_subset_and_long_prompts_are_left_out(policy, tmp_path):
     from lmforge.config import build_config
-    from lmforge.stages.rs import read_rs_prompts
+    from lmforge.stages.policy import read_policy_prompts as read_rs_prompts
     from lmforge.stages.rs_config import RSConfig
 
     long = {**place_prompts()[0], "prompt": "Where did Anna go? " * 20}
@@ -428,7 +428,8 @@ def test_a_reward_model_scores_the_samples(policy, prompts, reward_run, tmp_path
     assert r.returncode == 0, r.stderr
     # --steps-per-iteration 0: about one pass over the prompts' conversations, packed.
     from lmforge.config import build_config
-    from lmforge.stages.rs import default_steps, read_rs_prompts
+    from lmforge.stages.policy import read_policy_prompts as read_rs_prompts
+    from lmforge.stages.rs import default_steps
     from lmforge.stages.rs_config import RSConfig
 
     run = load_run(policy)
@@ -457,7 +458,7 @@ def test_a_reward_model_scores_the_samples(policy, prompts, reward_run, tmp_path
 def test_the_graded_reward_gives_partial_credit(prompts):
     from lmforge.data.preferences import read_prompts
     from lmforge.data.world.graded import check_graded
-    from lmforge.stages.rs_rewards import open_reward
+    from lmforge.stages.rewards import open_reward
 
     convs = read_prompts([str(prompts)])
     reward = open_reward("graded", convs)

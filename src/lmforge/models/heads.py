@@ -102,8 +102,13 @@ class HeadModel(nn.Module):
         attn_mask: torch.Tensor | None = None,
         position_ids: torch.Tensor | None = None,
         doc_ids: torch.Tensor | None = None,
-    ) -> torch.Tensor:
+        targets: torch.Tensor | None = None,
+    ):
         """Scores (B,) for ``kind="scalar"``, values (B, T) for ``kind="value"``.
+
+        ``targets`` (B, T), value kind only: one trunk pass gives both the critic and the
+        actor (PPO with a shared trunk): returns ``(values (B, T), logits (N, V))``, the
+        logits of the base's ``lm_head`` at the N positions whose target is not -100.
 
         ``attn_mask`` (B, T) marks real tokens (the base never attends to padding);
         ``lengths`` (B,) counts real tokens of right-padded rows (a scalar head reads
@@ -119,7 +124,14 @@ class HeadModel(nn.Module):
             attn_mask = cols[None, :] < torch.as_tensor(lengths, device=ids.device)[:, None]
         h = self.features(ids, attn_mask=attn_mask, position_ids=position_ids, doc_ids=doc_ids)
         if self.kind == "value":
-            return self.head(h).squeeze(-1)  # (B, T)
+            values = self.head(h).squeeze(-1)  # (B, T)
+            if targets is None:
+                return values
+            keep = (targets != -100).reshape(-1)  # (B*T,)
+            logits = self.base.lm_head(h.reshape(B * T, -1)[keep])  # (N, V)
+            return values, logits
+        if targets is not None:
+            raise ValueError("targets (actor logits) are for a value head's forward")
         last = last_token_index(T, lengths=lengths, attn_mask=attn_mask, device=ids.device)
         if last is None:
             h_last = h[:, -1]  # (B, C)

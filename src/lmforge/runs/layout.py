@@ -31,6 +31,8 @@ RESULT_FILE = "result.json"  # a stage's headline numbers (prompt-tune)
 LOCK_NAME = ".lock"
 REFERENCE_LOGPS_FILE = "reference_logps.safetensors"  # DPO's precomputed reference
 RS_DIR = "rs"  # rejection sampling's rounds (lmforge rs)
+PPO_DIR = "ppo"  # PPO / GRPO: rollout buffers, samples, the per-iteration table
+REFERENCE_FILE = "reference.safetensors"  # PPO / GRPO: the frozen reference policy
 # Every name a stage writes at the top of a run folder: a folder holding anything
 # else is not a run lmforge made, and is never replaced (lmforge.outputs).
 RUN_NAMES = frozenset(
@@ -48,6 +50,9 @@ RUN_NAMES = frozenset(
         LOCK_NAME,
         REFERENCE_LOGPS_FILE,
         RS_DIR,
+        PPO_DIR,
+        REFERENCE_FILE,
+        REFERENCE_FILE + ".tmp",
         SOFT_PROMPT_FILE,  # prompt-tune runs: the trained soft tokens
         SOFT_PROMPT_FILE + ".tmp",
         RESULT_FILE,

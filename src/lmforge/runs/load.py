@@ -146,16 +146,21 @@ def load_run(
     A run trained with `--lora` opens with its adapters merged into plain linear
     layers (`lora="merge"`: what sampling, export and a child stage's `--from`
     want); `lora="keep"` gives the adapter modules as trained (`export peft`). A
-    prompt-tune run's model keeps its soft prompt attached.
+    prompt-tune run's model keeps its soft prompt attached. A PPO run's checkpoint
+    holds the policy and its critic (a value head on the policy's trunk): it opens as
+    the policy, since the critic is of use only to PPO's own training (which resumes
+    from the checkpoint file, not through here).
     """
     from ..models import load_model, read_model_meta
+    from ..models.weights import META_HEAD
 
     path = Path(run)
     ckpt = find_checkpoint(path, step, checkpoint)
-    arch, _, _ = read_model_meta(ckpt.model_file)
+    arch, _, meta = read_model_meta(ckpt.model_file)
     check_kind(arch, need, path)
     tok = load_tokenizer(path, ckpt)
-    model = load_model(ckpt.model_file, device=device, dtype=dtype, lora=lora)
+    head = False if meta.get(META_HEAD) == "value" else None
+    model = load_model(ckpt.model_file, device=device, dtype=dtype, lora=lora, head=head)
     vocab = getattr(getattr(model, "config", None), "vocab_size", None)
     if vocab is not None and vocab < tok.vocab_size:
         raise LmforgeError(

@@ -4,7 +4,7 @@
 run (`--from`, an SFT run) gives the weights and the tokenizer; the prompts
 (`data.preferences.read_prompts`) are asked of the live policy every iteration:
 N samples each through the engine (one prefill shared by the N), scored by the
-reward (`rs_rewards`: the world's checker, its graded checker, or a reward-model
+reward (`rewards`: the world's checker, its graded checker, or a reward-model
 run), the best kept (ties by a seeded RNG; below `--min-reward` a prompt is not
 trained on), and the policy fine-tuned on the kept conversations with the SFT
 objective, for `--iterations K`. Nothing here is a second loop: the sampling is
@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import random
 import time
 from pathlib import Path
 from typing import Any
@@ -37,13 +36,13 @@ from .base import (
     StageStart,
     build_stage_model,
     check_fits_memory,
-    check_resume_lora,
     origin_note,
     run_stage,
     start_stage,
     trainable_note,
     write_run_files,
 )
+from .policy import check_policy, policy_model_and_tokenizer, read_policy_prompts
 from .rs_config import CHECKER_REWARDS, RSConfig, parse_min_reward
 
 STAGE = "rs"
@@ -76,26 +75,6 @@ def _inputs(cfg: RSConfig) -> tuple[tuple[str, str], ...]:
     if cfg.reward not in CHECKER_REWARDS:
         found.append(("reward model", cfg.reward))
     return tuple(found)
-
-
-def check_policy(start: StageStart) -> None:
-    """`--from` must be a policy: a reward model scores text, it does not generate it."""
-    from ..models.heads import head_kind
-
-    if start.parent is None:
-        return
-    kind = head_kind(start.parent.model)
-    if kind == "scalar":
-        raise LmforgeError(
-            f"--from {start.parent.path}: is a reward model (it scores text, it does not "
-            "generate); rs needs a policy run (sft or pretrain) to sample from; give the "
-            "reward model as --reward"
-        )
-    if kind is not None:
-        raise LmforgeError(
-            f"--from {start.parent.path}: has a {kind} head; rs needs a policy run (sft or "
-            "pretrain) to sample from"
-        )
 
 
 def rs(cfg: RSConfig, *, resume: bool = False) -> TrainResult:
@@ -135,65 +114,17 @@ def default_steps(
     return max(1, math.ceil(rows / (cfg.batch_size * cfg.grad_accum * world)))
 
 
-def _model_and_tokenizer(cfg: RSConfig, start: StageStart) -> tuple[str, Any, Any, Any]:
-    """(arch, model config, tokenizer, parent state dict or None); the role tokens checked."""
-    from ..models import read_model_meta
-    from ..runs.load import load_tokenizer
-    from ..tokenizers.chat import chat_token_ids
-
-    if start.resume is not None:
-        arch, mcfg, _ = read_model_meta(start.resume.model_file)
-        check_resume_lora(start.resume, cfg.lora)
-        tok, sd = load_tokenizer(cfg.out, start.resume), None
-    else:
-        arch, mcfg = start.parent.arch, start.parent.model.config
-        tok, sd = start.parent.tokenizer, start.parent.model.state_dict()
-    chat_token_ids(tok)  # the one-line error (and the fix) for a tokenizer without roles
-    return arch, mcfg, tok, sd
-
-
-def read_rs_prompts(
-    cfg: RSConfig, tok: Any, seq_len: int
-) -> tuple[list[Any], list[list[int]], str]:
-    """(prompts, their generation-prompt ids, a summary): those that leave room for an answer
-    in a training row, then a seeded subset of `max_prompts` of them."""
-    from ..data.preferences import read_prompts
-    from ..tokenizers.chat import generation_prompt
-
-    convs = read_prompts(cfg.prompts, skip_bad_lines=cfg.skip_bad_lines)
-    ids = [generation_prompt(tok, c.messages) for c in convs]
-    # A row holds prompt + answer + <|end|> in seq_len + 1 tokens: at least one answer token.
-    fits = [i for i, p in enumerate(ids) if len(p) + 2 <= seq_len + 1]
-    if not fits:
-        longest = min(len(p) for p in ids)
-        raise LmforgeError(
-            f"{convs[0].meta.get('where', cfg.prompts[0])}: no prompt leaves room for an answer in "
-            f"a row of {seq_len} tokens (the shortest prompt is {longest} tokens); raise --seq-len "
-            "or shorten the prompts"
-        )
-    chosen = fits
-    if cfg.max_prompts and cfg.max_prompts < len(fits):
-        chosen = sorted(random.Random(cfg.seed).sample(fits, cfg.max_prompts))
-    too_long = len(convs) - len(fits)
-    summary = (
-        f"prompts: {len(convs):,} read from {', '.join(cfg.prompts)}"
-        + (f", {too_long:,} too long for a {seq_len}-token row left out" if too_long else "")
-        + (f", a seeded subset of {len(chosen):,} used" if len(chosen) < len(fits) else "")
-    )
-    return [convs[i] for i in chosen], [ids[i] for i in chosen], summary
-
-
 def _prepare(cfg: RSConfig, start: StageStart) -> _Prepared:
     """Model meta, tokenizer, prompts, reward and the step plan, all checked before writing."""
-    from .rs_rewards import check_reward_unchanged, open_reward
+    from .rewards import check_reward_unchanged, open_reward
 
-    arch, mcfg, tok, parent_sd = _model_and_tokenizer(cfg, start)
+    arch, mcfg, tok, parent_sd = policy_model_and_tokenizer(cfg, start)
     seq_len = cfg.seq_len or mcfg.block_size
     if seq_len > mcfg.block_size:
         raise ConfigError(
             "seq_len", f"{seq_len} is above the model's context block_size={mcfg.block_size}"
         )
-    prompts, prompt_ids, summary = read_rs_prompts(cfg, tok, seq_len)
+    prompts, prompt_ids, summary = read_policy_prompts(cfg, tok, seq_len)
     reward = open_reward(cfg.reward, prompts, batch_size=cfg.reward_batch_size)
     if start.resume is not None:
         check_reward_unchanged(reward, start.resume.state.get("reward_model"))

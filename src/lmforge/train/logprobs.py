@@ -24,20 +24,25 @@ def shifted_targets(ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return targets
 
 
+def to_token_frame(flat: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """(B, T) float32 from one value per kept target: the value of target position t-1
+    lands at token t (the token it predicts); 0 elsewhere. `keep` (B, T): targets != -100."""
+    B, T = keep.shape
+    out = torch.zeros(B * T, dtype=torch.float32, device=flat.device)
+    out = out.masked_scatter(keep.reshape(-1), flat.float())  # (B*T,), positions t-1
+    out = out.view(B, T)
+    return torch.cat([out.new_zeros(B, 1), out[:, :-1]], dim=1)  # (B, T), positions t
+
+
 def masked_token_logps(model: nn.Module, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """(B, T) log p(ids[t] | ids[<t]) at positions where `mask` (B, T) is set, 0 elsewhere.
 
     Position 0 has no context and is never scored (its mask bit is ignored).
     """
-    B, T = ids.shape
     targets = shifted_targets(ids, mask)  # (B, T)
     _, nll = model(ids, targets=targets, targets_only=True, reduction="none")  # (N,)
-    keep = (targets != IGNORE).reshape(-1)  # (B*T,)
     # The prediction at t-1 is the log-probability of token t: shift back by one.
-    out = torch.zeros(B * T, dtype=torch.float32, device=ids.device)
-    out = out.masked_scatter(keep, -nll.float())  # (B*T,), positions t-1
-    out = out.view(B, T)
-    return torch.cat([out.new_zeros(B, 1), out[:, :-1]], dim=1)  # (B, T), positions t
+    return to_token_frame(-nll, targets != IGNORE)
 
 
 def sequence_logps(model: nn.Module, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

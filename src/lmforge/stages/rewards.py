@@ -1,4 +1,4 @@
-"""What scores rejection sampling's samples: the world's checkers, or a reward-model run.
+"""What scores sampled answers (rejection sampling, PPO, GRPO): checkers, a reward model, a function.
 
 `open_reward(spec, prompts, ...)` checks everything before the run folder is
 touched and returns a `Reward`: `score(prompts, texts) -> [float]`, one number
@@ -10,7 +10,13 @@ per (prompt, sampled answer).
   in [0, 1]; any right answer scores at least 0.55);
 * a run folder: a reward model (`lmforge reward train`: a decoder with a scalar
   head), scored with its own tokenizer through the chat template
-  (`eval.reward_scores.score_responses`), as it saw its pairs in training.
+  (`eval.reward_scores.score_responses`), as it saw its pairs in training;
+* ``module:function`` (or ``path/to/file.py:function``): a Python function called
+  once per sample as ``fn(prompt, completion, **fields) -> float`` — ``prompt`` the
+  last user message, ``completion`` the sampled answer, ``fields`` the prompt
+  record's other fields (``answer``, ``task``, ...). A call that raises or returns
+  a non-finite number scores NaN and is recorded in `Reward.errors` (the prompt's
+  file:line and the error): the caller skips and counts such samples.
 
 A policy run given as the reward, prompts without answer fields for a checker,
 or a checker the records name that does not exist: one line, file:line.
@@ -37,6 +43,8 @@ class Reward:
     default_min: float | None  # --min-reward auto
     record: dict[str, Any] = field(default_factory=dict)  # the reward run's parent_record
     model: Any = None  # the reward model (moved to the device by `to`)
+    tokenizer: Any = None  # the reward model's tokenizer (it may differ from the policy's)
+    errors: list[str] = field(default_factory=list)  # "file:line: error" of failed calls
 
     def score(self, prompts: Sequence[Any], texts: Sequence[str]) -> list[float]:
         return [float(s) for s in self.score_fn(prompts, texts)]
@@ -122,8 +130,73 @@ def model_reward(path: str, *, batch_size: int = 32) -> Reward:
         return score_responses(model, tok, items, batch_size=batch_size)
 
     return Reward(
-        "model", f"reward model {path} (step {run.step})", score, None, parent_record(run), model
-    )
+        "model", f"reward model {path} (step {run.step})", score, None, parent_record(run), model,
+        tok,
+    )  # fmt: skip
+
+
+def _load_function(spec: str) -> Callable[..., Any]:
+    """The function `module:function` or `file.py:function` names (one line if it cannot)."""
+    import importlib
+    import importlib.util
+
+    where, _, name = spec.rpartition(":")
+    try:
+        if where.endswith(".py"):
+            file = Path(where)
+            if not file.is_file():
+                raise LmforgeError(f"--reward {spec}: no such file {where}")
+            mod_spec = importlib.util.spec_from_file_location(f"lmforge_reward_{file.stem}", file)
+            module = importlib.util.module_from_spec(mod_spec)
+            mod_spec.loader.exec_module(module)
+        else:
+            module = importlib.import_module(where)
+    except LmforgeError:
+        raise
+    except Exception as e:  # an import error, or the module's own code failing
+        raise LmforgeError(
+            f"--reward {spec}: cannot import {where} ({type(e).__name__}: {e}); give an "
+            "importable module (on PYTHONPATH) or a .py file, then :function"
+        ) from None
+    fn = getattr(module, name, None)
+    if not callable(fn):
+        raise LmforgeError(f"--reward {spec}: {where} has no function {name!r}")
+    return fn
+
+
+def function_reward(spec: str) -> Reward:
+    """`module:function` as a reward: per-sample calls, failures scored NaN and recorded."""
+    import math
+
+    fn = _load_function(spec)
+    reward = Reward("function", f"the function {spec}", lambda c, t: [], None)
+
+    def score(convs: Sequence[Any], texts: Sequence[str]) -> list[float]:
+        out = []
+        for conv, text in zip(convs, texts, strict=True):
+            users = [m.content for m in conv.messages if m.role == "user"]
+            fields = {k: v for k, v in conv.meta.items() if k not in ("where", "messages")}
+            where = conv.meta.get("where", "a prompt")
+            try:
+                value = float(fn(users[-1] if users else "", text, **fields))
+            except Exception as e:  # the user's code: any failure is that sample's, not ours
+                reward.errors.append(f"{where}: {spec} raised {type(e).__name__}: {e}")
+                value = math.nan
+            else:
+                if not math.isfinite(value):
+                    reward.errors.append(f"{where}: {spec} returned {value}")
+                    value = math.nan
+            out.append(value)
+        return out
+
+    reward.score_fn = score
+    return reward
+
+
+def is_function_spec(spec: str) -> bool:
+    """`module:function` or `file.py:function` (not a run folder, not C:\\ on Windows)."""
+    where, sep, name = spec.rpartition(":")
+    return bool(sep and where and name.isidentifier() and not Path(spec).exists())
 
 
 def open_reward(spec: str, prompts: Sequence[Any], *, batch_size: int = 32) -> Reward:
@@ -134,6 +207,8 @@ def open_reward(spec: str, prompts: Sequence[Any], *, batch_size: int = 32) -> R
         return graded_reward(prompts)
     if spec in CHECKER_REWARDS:  # a name added to CHECKER_REWARDS without a scorer here
         raise LmforgeError(f"--reward {spec}: not implemented")
+    if is_function_spec(spec):
+        return function_reward(spec)
     return model_reward(spec, batch_size=batch_size)
 
 

@@ -1,0 +1,82 @@
+"""What the stages that sample from a policy share (rejection sampling, PPO, GRPO).
+
+`check_policy` refuses a reward model as `--from`; `policy_model_and_tokenizer`
+gives the policy's arch, config, tokenizer and weights (the parent's, or none on
+resume); `read_policy_prompts` reads the prompts, keeps those that leave room for
+an answer and takes a seeded subset (`cfg.prompts`, `cfg.skip_bad_lines`,
+`cfg.max_prompts`, `cfg.seed`).
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from ..common import LmforgeError
+from .base import StageStart, check_resume_lora
+
+
+def check_policy(start: StageStart) -> None:
+    """`--from` must be a policy: a reward model scores text, it does not generate it."""
+    from ..models.heads import head_kind
+
+    if start.parent is None:
+        return
+    kind = head_kind(start.parent.model)
+    if kind == "scalar":
+        raise LmforgeError(
+            f"--from {start.parent.path}: is a reward model (it scores text, it does not "
+            "generate); this stage needs a policy run (sft or pretrain) to sample from; give the "
+            "reward model as --reward"
+        )
+    if kind is not None:
+        raise LmforgeError(
+            f"--from {start.parent.path}: has a {kind} head; this stage needs a policy run (sft or "
+            "pretrain) to sample from"
+        )
+
+
+def policy_model_and_tokenizer(cfg: Any, start: StageStart) -> tuple[str, Any, Any, Any]:
+    """(arch, model config, tokenizer, parent state dict or None); the role tokens checked."""
+    from ..models import read_model_meta
+    from ..runs.load import load_tokenizer
+    from ..tokenizers.chat import chat_token_ids
+
+    if start.resume is not None:
+        arch, mcfg, _ = read_model_meta(start.resume.model_file)
+        check_resume_lora(start.resume, cfg.lora)
+        tok, sd = load_tokenizer(cfg.out, start.resume), None
+    else:
+        arch, mcfg = start.parent.arch, start.parent.model.config
+        tok, sd = start.parent.tokenizer, start.parent.model.state_dict()
+    chat_token_ids(tok)  # the one-line error (and the fix) for a tokenizer without roles
+    return arch, mcfg, tok, sd
+
+
+def read_policy_prompts(cfg: Any, tok: Any, seq_len: int) -> tuple[list[Any], list[list[int]], str]:
+    """(prompts, their generation-prompt ids, a summary): those that leave room for an answer
+    in a training row, then a seeded subset of `max_prompts` of them."""
+    from ..data.preferences import read_prompts
+    from ..tokenizers.chat import generation_prompt
+
+    convs = read_prompts(cfg.prompts, skip_bad_lines=cfg.skip_bad_lines)
+    ids = [generation_prompt(tok, c.messages) for c in convs]
+    # A row holds prompt + answer + <|end|> in seq_len + 1 tokens: at least one answer token.
+    fits = [i for i, p in enumerate(ids) if len(p) + 2 <= seq_len + 1]
+    if not fits:
+        longest = min(len(p) for p in ids)
+        raise LmforgeError(
+            f"{convs[0].meta.get('where', cfg.prompts[0])}: no prompt leaves room for an answer in "
+            f"a row of {seq_len} tokens (the shortest prompt is {longest} tokens); raise --seq-len "
+            "or shorten the prompts"
+        )
+    chosen = fits
+    if cfg.max_prompts and cfg.max_prompts < len(fits):
+        chosen = sorted(random.Random(cfg.seed).sample(fits, cfg.max_prompts))
+    too_long = len(convs) - len(fits)
+    summary = (
+        f"prompts: {len(convs):,} read from {', '.join(cfg.prompts)}"
+        + (f", {too_long:,} too long for a {seq_len}-token row left out" if too_long else "")
+        + (f", a seeded subset of {len(chosen):,} used" if len(chosen) < len(fits) else "")
+    )
+    return [convs[i] for i in chosen], [ids[i] for i in chosen], summary
