@@ -74,10 +74,14 @@ class RLShape:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        from lmforge.common import LmforgeError
+
         if self.episodes % self.minibatches:
-            raise ValueError(f"episodes {self.episodes} must be a multiple of minibatches")
+            raise LmforgeError(f"RLShape.episodes: {self.episodes} is not a multiple of "
+                               f"minibatches ({self.minibatches}); change one of them")  # fmt: skip
         if self.grpo_completions < 2:
-            raise ValueError("GRPO needs at least 2 completions per prompt")
+            raise LmforgeError(f"RLShape.grpo_completions: {self.grpo_completions}; GRPO "
+                               "needs at least 2 completions per prompt")  # fmt: skip
 
     @property
     def grpo_rows(self) -> int:

@@ -27,5 +27,5 @@ def run(args: argparse.Namespace) -> int:
     from ..stages.ppo_config import GRPOConfig
     from ._stage import stage_config
 
-    ppo(stage_config(args, GRPOConfig), resume=args.resume)
+    ppo(stage_config(args, GRPOConfig), resume=args.resume, verb="grpo")
     return 0

@@ -49,5 +49,5 @@ def run(args: argparse.Namespace) -> int:
     from ..stages.ppo_config import PPOConfig
     from ._stage import stage_config
 
-    ppo(stage_config(args, PPOConfig), resume=args.resume)
+    ppo(stage_config(args, PPOConfig), resume=args.resume, verb="ppo")
     return 0

@@ -75,8 +75,18 @@ def _inputs(cfg: PPOConfig) -> tuple[tuple[str, str], ...]:
     return tuple(found)
 
 
-def ppo(cfg: PPOConfig, *, resume: bool = False) -> TrainResult:
-    """PPO or GRPO (`cfg.algorithm`) as `cfg` says (continuing RUN/latest with `resume`)."""
+def ppo(cfg: PPOConfig, *, resume: bool = False, verb: str | None = None) -> TrainResult:
+    """PPO or GRPO (`cfg.algorithm`) as `cfg` says (continuing RUN/latest with `resume`).
+
+    `verb` (the CLI's "ppo" or "grpo") must agree with the algorithm: a resumed run's
+    config.yaml says which it is.
+    """
+    if verb is not None and cfg.algorithm != verb:
+        raise LmforgeError(
+            f"{cfg.out}: is a {cfg.algorithm} run; "
+            + (f"resume it with `lmforge {cfg.algorithm} --resume`" if resume
+               else f"use `lmforge {cfg.algorithm}` or --algorithm {verb}")
+        )  # fmt: skip
     if not resume and not cfg.init_from:
         raise ConfigError("init_from", "required: the policy run to fine-tune (`--from RUN`)")
     check = dataclasses.replace(cfg, max_steps=None)

@@ -40,7 +40,7 @@ from typing import Any
 
 import torch
 
-from ..common import LmforgeError, atomic_write_text, print0
+from ..common import LmforgeError, atomic_write_text, get_logger, print0
 from ..runs.layout import PPO_DIR
 from ..train.ppo import UpdateStats, policy_forward
 from ..train.ppo_math import (
@@ -230,7 +230,7 @@ class RolloutBatches:
         row["rollout_s"] = time.perf_counter() - t0
         self.iteration, self.served = iteration, 0
         self.pending, self._rollout_end = row, time.perf_counter()
-        self.log(_log_line(row))
+        self.log(_log_line(row, self.s.algorithm))
 
     def _buffer_path(self, iteration: int) -> Path:
         return ppo_dir(self.run_dir) / "rollouts" / f"iter-{iteration}.rank-{self.rank}.pt"
@@ -347,17 +347,16 @@ class RolloutBatches:
         scores = torch.tensor(raw, dtype=torch.float32)
         valid = torch.isfinite(scores)
         failed = int((~valid).sum())
+        self.reward_errors += failed
+        if self.reward_errors > self.s.max_reward_errors:
+            last = self.reward.errors[-1] if self.reward.errors else "a non-finite reward"
+            raise LmforgeError(
+                f"{last}; the reward failed on {self.reward_errors} answers in all, more "
+                f"than --max-reward-errors {self.s.max_reward_errors}; fix the reward "
+                "function or raise the limit"
+            )
         for line in self.reward.errors[before:]:
-            self.log(f"ppo: warning: {line}; the answer is skipped")
-        if failed:
-            self.reward_errors += failed
-            if self.reward_errors > self.s.max_reward_errors:
-                last = self.reward.errors[-1] if self.reward.errors else "a non-finite reward"
-                raise LmforgeError(
-                    f"{last}; the reward failed on {self.reward_errors} answers in all, more "
-                    f"than --max-reward-errors {self.s.max_reward_errors}; fix the reward "
-                    "function or raise the limit"
-                )
+            get_logger("ppo").warning(f"{line}; the answer is skipped")
         if self.s.missing_eos_penalty:
             cut = torch.tensor([g.finish_reason == "length" for g in gens])
             scores = torch.where(cut, scores - self.s.missing_eos_penalty, scores)
@@ -470,9 +469,9 @@ def _f(v: Any, fmt: str = ".3f") -> str:
     return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, fmt)
 
 
-def _log_line(r: dict[str, Any]) -> str:
+def _log_line(r: dict[str, Any], name: str) -> str:
     return (
-        f"ppo: iteration {r['iteration']}: {r['episodes']} answers in {r['rollout_s']:.1f} s "
+        f"{name}: iteration {r['iteration']}: {r['episodes']} answers in {r['rollout_s']:.1f} s "
         f"({_f(r['rollout_tokens_per_s'], '.0f')} new tok/s); mean score {_f(r['mean_score'])}, "
         f"KL {_f(r['kl'])}, length {r['mean_length']:.1f}, β {r['beta']:.4g}"
         + (f", {r['skipped']} skipped" if r["skipped"] else "")
