@@ -194,6 +194,22 @@ VERBS = {
         False,
         "run",
     ),
+    "ppo": (
+        (
+            "ppo --from {run} --prompts {tasks} --episodes 2 --iterations 1 --ppo-epochs 1 "
+            "--minibatches 1 --max-new-tokens 4 --threads 1 --dtype fp32 --quiet"
+        ).split(),
+        False,
+        "run",
+    ),
+    "grpo": (
+        (
+            "grpo --from {run} --prompts {tasks} --episodes 2 --n 2 --iterations 1 "
+            "--max-new-tokens 4 --threads 1 --dtype fp32 --quiet"
+        ).split(),
+        False,
+        "run",
+    ),
     "eval reward": ("eval reward --run {rm} --data {pairs}".split(), False, "rm"),
     "reward score": ("reward score --run {rm} --data {pairs}".split(), True, "rm"),
 }

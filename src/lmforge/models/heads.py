@@ -13,9 +13,11 @@ LLaMA and RNN models; BERT's ``encode``):
 
 ``WithScalarHead(base)`` and ``WithValueHead(base)`` are the two kinds by name.
 
-Head init: weight ~ N(0, 1/sqrt(d_model + 1)), bias 0, the reward head init of
-OpenAI's lm-human-preferences (Ziegler et al. 2019), which TRL follows; scores
-start at the scale of one unit-variance feature.
+Head init: a scalar head's weight ~ N(0, 1/sqrt(d_model + 1)), bias 0, the reward
+head init of OpenAI's lm-human-preferences (Ziegler et al. 2019), which TRL
+follows (scores start at the scale of one unit-variance feature); a value head
+starts at zero (lm-human-preferences' value head), so PPO's first advantages are
+the rewards themselves, not the noise of a random critic.
 
 Checkpoints: ``save_model`` writes the head kind in the safetensors metadata
 (``lmforge_head=scalar``), next to the base's arch and config, so
@@ -66,9 +68,15 @@ class HeadModel(nn.Module):
 
     @torch.no_grad()
     def reset_head(self) -> None:
-        """weight ~ N(0, 1/sqrt(d_model + 1)), bias 0 (lm-human-preferences' reward head)."""
+        """Scalar: weight ~ N(0, 1/sqrt(d_model + 1)), bias 0 (lm-human-preferences' reward
+        head). Value: all zeros (lm-human-preferences' value head), so the critic starts
+        predicting 0 — at the scale of a reward — rather than unit-scale noise, which
+        would dominate the first iterations' advantages."""
         d = self.head.in_features
-        nn.init.normal_(self.head.weight, 0.0, 1.0 / math.sqrt(d + 1))
+        if self.kind == "value":
+            nn.init.zeros_(self.head.weight)
+        else:
+            nn.init.normal_(self.head.weight, 0.0, 1.0 / math.sqrt(d + 1))
         nn.init.zeros_(self.head.bias)
 
     @property

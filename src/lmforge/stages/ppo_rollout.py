@@ -79,6 +79,7 @@ class RolloutSettings:
     early_stop_kl: float = 0.0
     max_reward_errors: int = 10
     seed: int = 0
+    stop_ids: tuple[int, ...] | None = None  # None: EOS and <|end|>; () runs to max_new_tokens
 
     @property
     def micro_batches(self) -> int:
@@ -276,7 +277,7 @@ class RolloutBatches:
         policy = getattr(self.model, "base", self.model) if s.algorithm == "ppo" else self.model
         device = str(next(self.model.parameters()).device)
         pad = self.tok.pad_id if self.tok.pad_id is not None else 0
-        stops = default_stop_ids(self.tok)
+        stops = default_stop_ids(self.tok) if s.stop_ids is None else list(s.stop_ids)
         was_training = self.model.training
         self.model.eval()
         t0 = time.perf_counter()
