@@ -398,3 +398,30 @@ def test_grpo_needs_groups(policy, prompts, tmp_path, capsys):
     r = cli(capsys, "grpo", "--from", policy, "--prompts", prompts, "--out", tmp_path / "o",
             *PPO, "--n", "1")  # fmt: skip
     assert_clean_error(r, "--n 2 or more")
+
+
+@pytest.mark.slow
+def test_two_processes_draw_their_own_rollouts_and_train_one_model(policy, prompts, tmp_path):
+    """torchrun (gloo): each process samples its own 4 answers from its share of the prompt
+    order; the iteration's row counts both (8); the gradients are all-reduced, so the one
+    checkpoint is the model both processes hold; each process keeps its own buffer."""
+    import os
+
+    out = tmp_path / "ddp"
+    args = [a for a in PPO]
+    args[args.index("--episodes") + 1] = "4"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "lmforge", "ppo", "--from", str(policy), "--prompts", str(prompts),
+           "--out", str(out), *args]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    rows = read_jsonl(out / "ppo" / "iterations.jsonl")
+    assert [r["episodes"] for r in rows] == [8, 8]
+    a, b = (
+        _buffer(out, 1),
+        torch.load(out / "ppo" / "rollouts" / "iter-1.rank-1.pt", weights_only=True),
+    )
+    assert a["ids"].size(0) == b["ids"].size(0) == 4
+    assert not torch.equal(a["ids"][:, :4], b["ids"][:, :4]) or not torch.equal(a["ids"], b["ids"])
+    assert latest_checkpoint(out).name == "step_8"

@@ -53,7 +53,8 @@ from ..train.ppo_math import (
     whiten,
 )
 
-ITERATION_STRIDE = 100_000_007  # seeds of iteration k: not a multiple of 2**32 (see rs_sampling)
+ITERATION_STRIDE = 100_000_007
+SCORE_ROWS = 64  # rows per no-grad scoring forward: wide matmuls, bounded activations  # seeds of iteration k: not a multiple of 2**32 (see rs_sampling)
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,13 @@ class RolloutSettings:
     max_reward_errors: int = 10
     seed: int = 0
     stop_ids: tuple[int, ...] | None = None  # None: EOS and <|end|>; () runs to max_new_tokens
+
+    @property
+    def single_pass(self) -> bool:
+        """One optimizer step per rollout (GRPO's default): the update's own forward runs
+        with the rollout's weights, so log π_old is that forward's (detached), as TRL does
+        with num_iterations=1, and the rollout skips a policy forward."""
+        return self.ppo_epochs * self.minibatches == 1
 
     @property
     def micro_batches(self) -> int:
@@ -207,6 +215,8 @@ class RolloutBatches:
         now = time.perf_counter()
         update_s = now - self._rollout_end if self._rollout_end is not None else None
         row.update({f"update_{k}": v for k, v in update.items()})
+        if row.get("kl") is None and "k1" in update:  # single pass: per action × actions per answer
+            row["kl"] = update["k1"] * row["actions"] / max(row["valid"], 1)
         row["update_s"] = update_s
         if update_s:
             row["update_tokens_per_s"] = row["update_tokens"] / update_s
@@ -321,23 +331,28 @@ class RolloutBatches:
         return {"ids": ids, "mask": mask, "lengths": lengths}
 
     def _score_actions(self, batch: dict[str, torch.Tensor]):
-        """log π_old, values (PPO) and log π_ref of every action, in micro-batch chunks."""
+        """log π_old, values (PPO) and log π_ref of every action, in chunks of `SCORE_ROWS`.
+
+        GRPO with one update step per rollout skips log π_old (None): see `single_pass`.
+        """
         ppo = self.s.algorithm == "ppo"
+        policy = ppo or not self.s.single_pass
         device = str(next(self.model.parameters()).device)
         outs: list[tuple] = []
-        for i in range(0, batch["ids"].size(0), self.s.rows):
-            ids = batch["ids"][i : i + self.s.rows].to(device)
-            mask = batch["mask"][i : i + self.s.rows].to(device)
-            logp, _, values = policy_forward(
-                self.model, ids, mask, value_head=ppo, temperature=self.s.temperature
-            )
+        for i in range(0, batch["ids"].size(0), SCORE_ROWS):
+            ids = batch["ids"][i : i + SCORE_ROWS].to(device)
+            mask = batch["mask"][i : i + SCORE_ROWS].to(device)
+            logp = values = None
+            if policy:
+                logp, _, values = policy_forward(
+                    self.model, ids, mask, value_head=ppo, temperature=self.s.temperature
+                )
             ref, _, _ = policy_forward(
                 self.reference, ids, mask, value_head=False, temperature=self.s.temperature
             )
-            outs.append((logp.cpu(), values.cpu() if values is not None else None, ref.cpu()))
-        logp = torch.cat([o[0] for o in outs])
-        values = torch.cat([o[1] for o in outs]) if ppo else None
-        return logp, values, torch.cat([o[2] for o in outs])
+            outs.append(tuple(None if t is None else t.cpu() for t in (logp, values, ref)))
+        cat = [None if outs[0][k] is None else torch.cat([o[k] for o in outs]) for k in range(3)]
+        return cat[0], cat[1], cat[2]
 
     def _scores(self, convs, texts, gens) -> tuple[torch.Tensor, torch.Tensor]:
         """(scores (E,), valid (E,)): the reward of each answer; a failed call is not valid."""
@@ -366,8 +381,9 @@ class RolloutBatches:
     def advantages(self, ids, mask, lengths, logp, values, ref_logp, scores, valid):
         """The buffer (what the objective reads) and the row's advantage statistics."""
         s = self.s
-        buf = {"ids": ids, "mask": mask, "old_logp": logp, "lengths": lengths}
-        seq_kl = ((logp - ref_logp) * mask).sum(1)  # (E,) nats per answer
+        buf = {"ids": ids, "mask": mask, "lengths": lengths}
+        if logp is not None:
+            buf["old_logp"] = logp
         if s.algorithm == "grpo":
             adv_seq = group_advantages(scores, s.n, scale=s.scale_group_rewards, valid=valid)
             buf["advantages"] = adv_seq[:, None] * mask  # (E, T)
@@ -380,6 +396,7 @@ class RolloutBatches:
         rewards, _ = token_rewards(used, logp, ref_logp, mask, beta, s.kl_penalty)
         adv, returns = gae(rewards, values, mask, s.gamma, s.lam)
         buf.update(advantages=whiten(adv, mask), old_values=values, returns=returns)
+        seq_kl = ((logp - ref_logp) * mask).sum(1)  # (E,) nats per answer
         mean_kl = float(seq_kl[valid].mean()) if bool(valid.any()) else 0.0
         self.kl.update(mean_kl, int(valid.sum()) * self.world)
         return buf, {
@@ -392,11 +409,12 @@ class RolloutBatches:
     def _row(self, iteration, gens, scores, valid, logp, ref_logp, mask, lengths, gen_s, score_s):
         """The rollout's statistics (summed over processes under torchrun)."""
         new_tokens = sum(len(g.tokens) for g in gens)
-        kl = ((logp - ref_logp) * mask).sum(1)
         v = valid
+        # Without a rollout log π_old (single pass) the KL comes from the update (its k1).
+        kl = ((logp - ref_logp) * mask).sum(1) if logp is not None else None
         local = {
             "episodes": len(gens), "valid": int(v.sum()), "score_sum": float(scores[v].sum()),
-            "kl_sum": float(kl[v].sum()), "stopped": sum(g.finish_reason == "stop" for g in gens),
+            "kl_sum": float(kl[v].sum()) if kl is not None else math.nan, "stopped": sum(g.finish_reason == "stop" for g in gens),
             "new_tokens": new_tokens, "actions": int(mask.sum()),
             # Every epoch runs each row forward and backward: the update's token count.
             "update_tokens": int(lengths.sum()) * self.s.ppo_epochs,
@@ -417,7 +435,8 @@ class RolloutBatches:
             "skipped": tot["episodes"] - tot["valid"],
             "reward_errors": self.reward_errors,
             "mean_score": tot["score_sum"] / valid_n,
-            "kl": tot["kl_sum"] / valid_n,
+            "kl": tot["kl_sum"] / valid_n if math.isfinite(tot["kl_sum"]) else None,
+            "valid": tot["valid"],
             "mean_length": tot["new_tokens"] / max(tot["episodes"], 1),
             "stopped_fraction": tot["stopped"] / max(tot["episodes"], 1),
             "generate_s": gen_s,

@@ -137,15 +137,15 @@ class _RLObjective:
         logp, entropy, values = policy_forward(
             model, batch["ids"], mask, value_head=self.value_head, temperature=self.temperature
         )
-        pg, clipped, ratio = clipped_policy_loss(
-            logp, batch["old_logp"], batch["advantages"], self.clip
-        )
+        # No old_logp: one update step per rollout, so π_old is this very forward (ratio 1).
+        old = batch["old_logp"] if "old_logp" in batch else logp.detach()
+        pg, clipped, ratio = clipped_policy_loss(logp, old, batch["advantages"], self.clip)
         loss = pg - self.entropy_coef * entropy
         with torch.no_grad():
             sums = {
                 "pg_loss": masked_sum(pg, mask),
                 "clipfrac": masked_sum(clipped, mask),
-                "approx_kl": masked_sum(approx_kl(logp, batch["old_logp"]), mask),
+                "approx_kl": masked_sum(approx_kl(logp, old), mask),
                 "entropy": masked_sum(entropy, mask),
                 "ratio": masked_sum(ratio, mask),
             }
@@ -212,6 +212,8 @@ class GRPOObjective(_RLObjective):
 
     def compute_loss(self, model: nn.Module, batch: dict[str, Any]) -> LossOutput:
         mask, logp, _, loss, sums = self._surrogate(model, batch)
+        with torch.no_grad():
+            sums["k1"] = masked_sum(logp - batch["ref_logp"], mask)  # the reported KL
         if self.beta:
             kl = kl_per_token(logp, batch["ref_logp"], "k3")
             loss = loss + self.beta * kl
