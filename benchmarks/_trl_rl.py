@@ -604,6 +604,9 @@ def main() -> None:
           f"{shape.response} tokens, beta {GRPO_BETA}; fp32, {torch.get_num_threads()} threads, "
           f"median of {args.iterations} after {args.warmup} warm-up")  # fmt: skip
     print_results([ppo, grpo])
+    gflops = pb.matmul_gflops()
+    print(f"fp32 2048² matmul {gflops:,.0f} GFLOP/s; load average {pb.load_average()} "
+          f"(at the start {setup.load_start})")  # fmt: skip
     if not args.quick:
         import transformers
         import trl
@@ -619,6 +622,7 @@ def main() -> None:
                 "load_average_start": setup.load_start,
             },
             "load_average_end": pb.load_average(),
+            "matmul_fp32_gflops": gflops,
             "results": [ppo, grpo],
         }  # fmt: skip
         print(f"wrote {write_result('ppo_trl_probe', payload)}")

@@ -20,34 +20,32 @@ DESCRIPTION = (
 )
 
 
-def add_rl_parser(subparsers: argparse._SubParsersAction, verb: str, help: str, update: str, cls):
+def register_rl(subparsers, verb: str, cls: type, help: str, update: str) -> None:
+    """The `ppo` / `grpo` verb: `cls`'s flags, and a run that checks the algorithm matches."""
     from ._stage import add_stage_args
 
     parser = subparsers.add_parser(
         verb, help=help, description=DESCRIPTION.format(update=update, verb=verb)
     )
     add_stage_args(parser, cls, cls.__name__)
-    return parser
+
+    def run(args: argparse.Namespace) -> int:
+        from ..stages.ppo import ppo
+        from ._stage import stage_config
+
+        ppo(stage_config(args, cls), resume=args.resume, verb=verb)
+        return 0
+
+    parser.set_defaults(func=run)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     from ..stages.ppo_config import PPOConfig
 
-    parser = add_rl_parser(
-        subparsers, VERB,
+    register_rl(
+        subparsers, VERB, PPOConfig,
         "PPO: rollouts scored by a reward, a value head on the policy, GAE, KL to the reference",
         "with PPO (per-token reward −β·KL to the reference plus the score at the end, GAE "
         "advantages from a value head on the policy's trunk, clipped surrogate and value "
         "losses)",
-        PPOConfig,
     )  # fmt: skip
-    parser.set_defaults(func=run)
-
-
-def run(args: argparse.Namespace) -> int:
-    from ..stages.ppo import ppo
-    from ..stages.ppo_config import PPOConfig
-    from ._stage import stage_config
-
-    ppo(stage_config(args, PPOConfig), resume=args.resume, verb="ppo")
-    return 0

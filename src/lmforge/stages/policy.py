@@ -10,10 +10,54 @@ an answer and takes a seeded subset (`cfg.prompts`, `cfg.skip_bad_lines`,
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
 from typing import Any
 
-from ..common import LmforgeError
-from .base import StageStart, check_resume_lora
+from ..common import ConfigError, LmforgeError
+from ..config import field_
+from .base import StageConfig, StageStart, check_resume_lora
+
+
+@dataclass
+class PolicyStageConfig(StageConfig):
+    """The fields of the stages that sample from a policy and score the answers (rs, ppo, grpo)."""
+
+    prompts: list[str] = field_(
+        default_factory=list,
+        help="prompt files (JSONL: prompt, messages, instruction or preference records; folders "
+        "and globs too); with --reward checker|graded they need answer fields (world "
+        "instructions/*.jsonl)",
+    )
+    reward: str = field_(
+        "checker",
+        help="checker: the world's right/wrong checker (1 or 0); graded: its partial-credit "
+        "checker in [0, 1]; a reward-model run folder (`lmforge reward train`); or a Python "
+        "function module:fn / file.py:fn called as fn(prompt, completion, **fields)",
+    )
+    max_prompts: int = field_(
+        0, help="use a seeded random subset of this many prompts (0: all of them)", min=0
+    )
+    top_p: float = field_(1.0, help="nucleus sampling mass (1: off)", min=0.0, max=1.0)
+    top_k: int = field_(0, help="sample among the k most likely tokens (0: off)", min=0)
+    reward_batch_size: int = field_(32, help="answers a reward model scores together", min=1)
+    skip_bad_lines: bool = field_(False, help="count and skip malformed prompt records")
+
+    def validate_sampling(self) -> None:
+        """The checks these stages share (their own `validate` calls it)."""
+        if not self.prompts:
+            raise ConfigError("prompts", "required: the prompt files to sample answers for")
+        if not self.reward:
+            raise ConfigError(
+                "reward", "required: checker, graded, a reward-model run folder or module:fn"
+            )
+        if not 0.0 < self.top_p <= 1.0:
+            raise ConfigError("top_p", f"must be in (0, 1], got {self.top_p}")
+        if self.parallel == "fsdp":
+            raise ConfigError(
+                "parallel",
+                "fsdp shards the policy, but every process samples with the whole live model; "
+                "use ddp (the default under torchrun)",
+            )
 
 
 def check_policy(start: StageStart) -> None:

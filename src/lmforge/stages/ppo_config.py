@@ -7,31 +7,21 @@ from dataclasses import dataclass
 
 from ..common import ConfigError
 from ..config import field_
-from .base import StageConfig
+from ..train.config import SCHEDULES
+from .policy import PolicyStageConfig
 
 ALGORITHMS = ("ppo", "grpo")
 KL_PENALTY = ("k1", "k3")
 
 
 @dataclass
-class PPOConfig(StageConfig):
+class PPOConfig(PolicyStageConfig):
     """`lmforge ppo|grpo --from SFT_RUN --reward RM|checker|graded|module:fn --prompts FILE --out RUN`."""
 
     algorithm: str = field_(
         "ppo", help="ppo: value head + GAE; grpo: group-normalised rewards, no critic",
         choices=ALGORITHMS,
     )  # fmt: skip
-    prompts: list[str] = field_(
-        default_factory=list,
-        help="prompt files (JSONL: prompt, messages, instruction or preference records; folders "
-        "and globs too); with --reward checker|graded they need answer fields (world "
-        "instructions/*.jsonl)",
-    )
-    reward: str = field_(
-        "checker",
-        help="checker (1 right, 0 wrong), graded (0..1), a reward-model run folder, or a "
-        "Python function module:fn / file.py:fn called as fn(prompt, completion, **fields)",
-    )
     iterations: int = field_(20, help="rollout → update rounds", min=1)
     episodes: int = field_(
         16,
@@ -95,12 +85,7 @@ class PPOConfig(StageConfig):
         min=0,
     )
     temperature: float = field_(1.0, help="rollout sampling temperature (> 0)")
-    top_p: float = field_(1.0, help="nucleus sampling mass (1: off)", min=0.0, max=1.0)
-    top_k: int = field_(0, help="sample among the k most likely tokens (0: off)", min=0)
     max_new_tokens: int = field_(64, help="most tokens per answer", min=1)
-    max_prompts: int = field_(0, help="use a seeded subset of this many prompts (0: all)", min=0)
-    reward_batch_size: int = field_(32, help="answers a reward model scores together", min=1)
-    skip_bad_lines: bool = field_(False, help="count and skip malformed prompt records")
     # Redefined from TrainConfig: PPO's step plan is iterations × epochs × minibatches.
     max_steps: int | None = field_(
         None,
@@ -110,7 +95,9 @@ class PPOConfig(StageConfig):
     lr: float = field_(1e-5, help="peak learning rate", min=0.0)
     min_lr: float = field_(1e-5, help="learning rate at the end of the decay", min=0.0)
     warmup: int = field_(0, help="linear warmup steps", min=0)
-    schedule: str = field_("constant", help="learning-rate schedule after warmup")
+    schedule: str = field_(
+        "constant", help="learning-rate schedule after warmup", choices=SCHEDULES
+    )
     weight_decay: float = field_(0.0, help="AdamW weight decay (matrices only)", min=0.0)
     eval_every: int = field_(0, help="unused by PPO (its measure is the rollout's reward)", min=0)
     save_every: int = field_(
@@ -127,15 +114,8 @@ class PPOConfig(StageConfig):
         return self.episodes // (self.minibatches * self.grad_accum)
 
     def validate(self) -> None:
-        StageConfig.validate(dataclasses.replace(self, max_steps=self.max_steps or 1))
-        if self.schedule not in ("cosine", "linear", "wsd", "constant"):
-            raise ConfigError("schedule", f"unknown schedule {self.schedule!r}")
-        if not self.prompts:
-            raise ConfigError("prompts", "required: the prompt files to sample answers for")
-        if not self.reward:
-            raise ConfigError(
-                "reward", "required: checker, graded, a reward-model run or module:fn"
-            )
+        PolicyStageConfig.validate(dataclasses.replace(self, max_steps=self.max_steps or 1))
+        self.validate_sampling()
         if not self.clip > 0:
             raise ConfigError("clip", f"ε must be > 0, got {self.clip}")
         if self.beta < 0:
@@ -145,8 +125,6 @@ class PPOConfig(StageConfig):
                 "temperature",
                 f"must be > 0 (the policy is softmax(logits / T)), got {self.temperature}",
             )
-        if not 0.0 < self.top_p <= 1.0:
-            raise ConfigError("top_p", f"must be in (0, 1], got {self.top_p}")
         if self.episodes % self.n:
             raise ConfigError("episodes", f"{self.episodes} is not a multiple of --n {self.n}")
         if self.algorithm == "grpo" and self.n < 2:
@@ -157,12 +135,6 @@ class PPOConfig(StageConfig):
                 "episodes",
                 f"{self.episodes} episodes do not split into {self.minibatches} minibatches × "
                 f"{self.grad_accum} micro-batches; make it a multiple of {per}",
-            )
-        if self.parallel == "fsdp":
-            raise ConfigError(
-                "parallel",
-                "fsdp shards the policy, but every process samples with the whole live model; "
-                "use ddp (the default under torchrun)",
             )
 
 

@@ -8,26 +8,15 @@ from dataclasses import dataclass
 
 from ..common import ConfigError
 from ..config import field_
-from .base import StageConfig
+from .policy import PolicyStageConfig
 
 CHECKER_REWARDS = ("checker", "graded")  # the world's own scorers; anything else is a run folder
 
 
 @dataclass
-class RSConfig(StageConfig):
+class RSConfig(PolicyStageConfig):
     """`lmforge rs --from POLICY_RUN --reward checker|graded|RM_RUN --prompts FILE --out RUN`."""
 
-    prompts: list[str] = field_(
-        default_factory=list,
-        help="prompt files (JSONL: prompt, messages, instruction or preference records; folders "
-        "and globs too); with --reward checker|graded they need answer fields (world "
-        "instructions/*.jsonl)",
-    )
-    reward: str = field_(
-        "checker",
-        help="checker: the world's right/wrong checker (1 or 0); graded: its partial-credit "
-        "checker in [0, 1]; or a reward-model run folder (`lmforge reward train`)",
-    )
     n: int = field_(
         8,
         help="samples per prompt and iteration (they share one prefill); under torchrun, "
@@ -49,19 +38,12 @@ class RSConfig(StageConfig):
         "or auto (checker: 1, only correct answers; graded: 0.55, any right answer; reward "
         "model: none)",
     )
-    max_prompts: int = field_(
-        0, help="use a seeded random subset of this many prompts (0: all of them)", min=0
-    )
     temperature: float = field_(1.0, help="sampling temperature (0: greedy)", min=0.0)
-    top_p: float = field_(1.0, help="nucleus sampling mass (1: off)", min=0.0, max=1.0)
-    top_k: int = field_(0, help="sample among the k most likely tokens (0: off)", min=0)
     max_new_tokens: int = field_(128, help="most tokens per sample", min=1)
     sample_batch_size: int = field_(
         16, help="prompts generated together (each with its --n samples: rows = this × n)", min=1
     )
-    reward_batch_size: int = field_(32, help="answers a reward model scores together", min=1)
     seq_len: int = field_(0, help="packed training row length (0: the model's context)", min=0)
-    skip_bad_lines: bool = field_(False, help="count and skip malformed prompt records")
     # Redefined (TrainConfig's default, 1000 steps, would cut iterations short): the stage
     # runs iterations × steps_per_iteration steps, or stops sooner at this cap.
     max_steps: int | None = field_(
@@ -74,20 +56,9 @@ class RSConfig(StageConfig):
     def validate(self) -> None:
         # The step budget is iterations × steps_per_iteration, known once the prompts are
         # counted: the loop's "some budget must be set" rule holds by construction.
-        StageConfig.validate(dataclasses.replace(self, max_steps=self.max_steps or 1))
-        if not self.prompts:
-            raise ConfigError("prompts", "required: the prompt files to sample answers for")
-        if not self.reward:
-            raise ConfigError("reward", "required: checker, graded, or a reward-model run folder")
+        PolicyStageConfig.validate(dataclasses.replace(self, max_steps=self.max_steps or 1))
+        self.validate_sampling()
         parse_min_reward(self.min_reward)
-        if not 0.0 < self.top_p <= 1.0:
-            raise ConfigError("top_p", f"must be in (0, 1], got {self.top_p}")
-        if self.parallel == "fsdp":
-            raise ConfigError(
-                "parallel",
-                "fsdp shards the policy, but every process samples with the whole live model; "
-                "use ddp (the default under torchrun)",
-            )
 
 
 def parse_min_reward(spec: str) -> float | None | str:
