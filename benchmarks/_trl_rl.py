@@ -201,6 +201,9 @@ def summarize(name: str, rows: list[dict[str, float]], parts: list[str]) -> dict
         "step_s_best": min(r["wall"] for r in rows),
         "step_s_all": [round(r["wall"], 4) for r in rows],
         "cpu_s_median": statistics.median(r["cpu"] for r in rows),
+        # About the thread count on an idle machine; near 1 or below when other jobs
+        # share the cores (then OpenMP threads wait on each other and wall time balloons).
+        "cpu_per_wall": statistics.median(r["cpu"] / r["wall"] for r in rows),
         "split_s": {p: statistics.median(r.get(p, 0.0) for r in rows) for p in parts},
         "share": {p: sum(r.get(p, 0.0) for r in rows) / wall for p in parts},
         # How often each wrapped function ran per step: the work is what it should be.

@@ -61,7 +61,7 @@ lmforge rs --from "$OUT/sft" --reward checker --prompts "$OUT/world/instructions
 
 step "9/11 PPO: answers sampled from the RS model, scored by the checker, a value head, GAE, KL to the RS model"
 lmforge ppo --from "$OUT/rs" --reward checker --prompts "$OUT/world/instructions/train.jsonl" \
-  --iterations "${DEMO_PPO_ITERATIONS:-12}" --episodes 64 --minibatches 4 --ppo-epochs 2 \
+  --iterations "${DEMO_PPO_ITERATIONS:-10}" --episodes 64 --minibatches 4 --ppo-epochs 2 \
   --temperature 0.7 --max-new-tokens 96 --lr 2e-5 --min-lr 2e-5 --beta 0.02 --out "$OUT/ppo"
 
 step "10/11 task accuracy after each stage: base (plain prompts), SFT, RS and PPO (chat template)"

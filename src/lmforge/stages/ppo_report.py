@@ -177,3 +177,36 @@ def write_ppo_report(
         lines += _samples_block(read_samples(run, rows[-1]["iteration"]), samples_shown)
     lines += ["## Prompts", "", "```text", prompts_summary.strip(), "```", ""]
     return write_report(run, lines, config)
+
+
+def plot_side_by_side(runs: dict[str, Sequence[dict[str, Any]]], path: str | Path) -> Path:
+    """Mean score against wall time (left) and KL against wall time (right), one line per run:
+    PPO and GRPO on the same prompts and budget. A 5-iteration moving mean is drawn over
+    the per-iteration points (a rollout's mean score varies with which prompts it drew)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ..train.plots import _save
+
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    for name, rows in runs.items():
+        t = [r["wall_s"] for r in rows]
+        y = [r["mean_score"] for r in rows]
+        k = [sum(y[max(0, i - 4) : i + 1]) / len(y[max(0, i - 4) : i + 1]) for i in range(len(y))]
+        (line,) = ax.plot(t, k, label=name)
+        ax.plot(t, y, ".", alpha=0.3, color=line.get_color())
+        ax2.plot(t, [r["kl"] for r in rows], label=name, color=line.get_color())
+    ax.set_xlabel("wall time (s, rollout + update)")
+    ax.set_ylabel("mean score (5-iteration moving mean)")
+    ax2.set_xlabel("wall time (s, rollout + update)")
+    ax2.set_ylabel("KL to the reference (nats per answer)")
+    for a in (ax, ax2):
+        a.grid(alpha=0.3)
+        a.legend()
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    _save(fig, out)
+    plt.close(fig)
+    return out
