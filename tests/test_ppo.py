@@ -425,3 +425,17 @@ def test_two_processes_draw_their_own_rollouts_and_train_one_model(policy, promp
     assert a["ids"].size(0) == b["ids"].size(0) == 4
     assert not torch.equal(a["ids"][:, :4], b["ids"][:, :4]) or not torch.equal(a["ids"], b["ids"])
     assert latest_checkpoint(out).name == "step_8"
+
+
+def test_lora_on_the_policy_with_the_value_head_saves_opens_and_resumes(policy, prompts, tmp_path):
+    """--lora adapts the policy under the value head: the checkpoint says so (metadata on the
+    head model), `load_run` opens the merged policy, and --resume continues the run."""
+    out = tmp_path / "lora"
+    r = run_lmforge_inprocess("ppo", "--from", policy, "--prompts", prompts, "--out", out, *PPO,
+                              "--iterations", "1", "--lora", "r=4,targets=q,v")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    run = load_run(out, need="decoder")
+    assert not any("lora" in k for k in run.model.state_dict())  # merged for its users
+    r = run_lmforge_inprocess("ppo", "--out", out, "--resume", "--iterations", "2", "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert latest_checkpoint(out).name == "step_8"

@@ -385,7 +385,9 @@ def has_lora(model: nn.Module) -> bool:
 def lora_config_of(model: nn.Module) -> LoraConfig | None:
     """The LoraConfig the model's adapters were made with (None without adapters)."""
     m = _inner(model)
-    return getattr(m, "lora_config", None) if has_lora(m) else None
+    # A head model (reward / value) carries its base's adapters: the config is on the base.
+    cfg = getattr(m, "lora_config", None) or getattr(getattr(m, "base", None), "lora_config", None)
+    return cfg if has_lora(m) else None
 
 
 def lora_parameters(model: nn.Module) -> list[nn.Parameter]:
