@@ -211,7 +211,11 @@ def test_grpo_runs_groups_without_a_critic(policy, prompts, tmp_path):
     assert "update_kl" in head and "explained_variance" not in head
 
 
-@pytest.mark.parametrize("kill_after", [3, 5], ids=["mid-iteration-1", "mid-iteration-2"])
+@pytest.mark.parametrize(
+    "kill_after",
+    [pytest.param(3, marks=pytest.mark.slow, id="mid-iteration-1"),
+     pytest.param(5, id="mid-iteration-2")],
+)  # fmt: skip
 def test_sigkill_then_resume_is_bitwise_equal(kill_after, ppo_ref, policy, prompts, tmp_path):
     """SIGKILL before step kill_after + 1 (the latest checkpoint is the step before, even);
     the resume re-reads that iteration's rollout buffer and ends bitwise equal."""

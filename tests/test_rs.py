@@ -70,12 +70,12 @@ def place_prompts(names=NAMES) -> list[dict]:
     ]  # fmt: skip
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # shared with test_ppo.py
 def prompts(tmp_path_factory) -> Path:
     return write_jsonl(tmp_path_factory.mktemp("rs_prompts") / "prompts.jsonl", place_prompts())
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # shared with test_ppo.py
 def policy(tiny_run, tmp_path_factory) -> Path:
     """A 40-step SFT run of the tiny model on place questions: right about a third of the time."""
     root = tmp_path_factory.mktemp("rs_policy")
@@ -97,7 +97,7 @@ def ref(policy, prompts, tmp_path_factory) -> Path:
     return out
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # shared with test_ppo.py
 def reward_run(tiny_run, tmp_path_factory) -> Path:
     """A reward-model run: the tiny model with a (seeded, untrained) scalar head."""
     from lmforge.models import save_model
@@ -311,7 +311,11 @@ def test_each_iteration_samples_with_the_live_policy(ref, prompts):
     assert [s["text"] for s in first] != [s["text"] for s in samples]
 
 
-@pytest.mark.parametrize("stop_before", [2, 4], ids=["mid-iteration-1", "mid-iteration-2"])
+@pytest.mark.parametrize(
+    "stop_before",
+    [pytest.param(2, marks=pytest.mark.slow, id="mid-iteration-1"),
+     pytest.param(4, id="mid-iteration-2")],
+)  # fmt: skip
 def test_interrupted_then_resumed_is_bitwise_equal(
     stop_before, ref, policy, prompts, tmp_path, capsys, monkeypatch
 ):
