@@ -60,6 +60,18 @@ class PolicyStageConfig(StageConfig):
             )
 
 
+def policy_inputs(cfg: PolicyStageConfig) -> tuple[tuple[str, str], ...]:
+    """What `--out` must not overlap: the prompt files, and the reward model's run folder
+    (a checker or a Python function names no folder)."""
+    from .rewards import CHECKER_REWARDS, is_function_spec
+    from .sft import _recursive_root
+
+    found = [("prompts", _recursive_root(p)) for p in cfg.prompts]
+    if cfg.reward not in CHECKER_REWARDS and not is_function_spec(cfg.reward):
+        found.append(("reward model", cfg.reward))
+    return tuple(found)
+
+
 def check_policy(start: StageStart) -> None:
     """`--from` must be a policy: a reward model scores text, it does not generate it."""
     from ..models.heads import head_kind

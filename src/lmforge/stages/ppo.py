@@ -44,9 +44,13 @@ from .base import (
     trainable_note,
     write_run_files,
 )
-from .policy import check_policy, policy_model_and_tokenizer, read_policy_prompts
+from .policy import (
+    check_policy,
+    policy_inputs,
+    policy_model_and_tokenizer,
+    read_policy_prompts,
+)
 from .ppo_config import PPOConfig
-from .rewards import CHECKER_REWARDS, is_function_spec
 
 STAGES = {"ppo": "ppo", "grpo": "grpo"}  # algorithm -> the stage name in trainer_state
 
@@ -66,15 +70,6 @@ class _Prepared:
     reward: Any
 
 
-def _inputs(cfg: PPOConfig) -> tuple[tuple[str, str], ...]:
-    from .sft import _recursive_root
-
-    found = [("prompts", _recursive_root(p)) for p in cfg.prompts]
-    if cfg.reward not in CHECKER_REWARDS and not is_function_spec(cfg.reward):
-        found.append(("reward model", cfg.reward))
-    return tuple(found)
-
-
 def ppo(cfg: PPOConfig, *, resume: bool = False, verb: str | None = None) -> TrainResult:
     """PPO or GRPO (`cfg.algorithm`) as `cfg` says (continuing RUN/latest with `resume`).
 
@@ -90,7 +85,7 @@ def ppo(cfg: PPOConfig, *, resume: bool = False, verb: str | None = None) -> Tra
     if not resume and not cfg.init_from:
         raise ConfigError("init_from", "required: the policy run to fine-tune (`--from RUN`)")
     check = dataclasses.replace(cfg, max_steps=None)
-    start = start_stage(check, resume=resume, need="transformer-decoder", inputs=_inputs(cfg))
+    start = start_stage(check, resume=resume, need="transformer-decoder", inputs=policy_inputs(cfg))
     check_policy(start)
     prep = _prepare(cfg, start)  # before the lock: bad input leaves the folder untouched
     name = STAGES[cfg.algorithm]

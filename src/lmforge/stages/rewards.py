@@ -169,7 +169,7 @@ def function_reward(spec: str) -> Reward:
     import math
 
     fn = _load_function(spec)
-    reward = Reward("function", f"the function {spec}", lambda c, t: [], None)
+    errors: list[str] = []
 
     def score(convs: Sequence[Any], texts: Sequence[str]) -> list[float]:
         out = []
@@ -180,17 +180,16 @@ def function_reward(spec: str) -> Reward:
             try:
                 value = float(fn(users[-1] if users else "", text, **fields))
             except Exception as e:  # the user's code: any failure is that sample's, not ours
-                reward.errors.append(f"{where}: {spec} raised {type(e).__name__}: {e}")
+                errors.append(f"{where}: {spec} raised {type(e).__name__}: {e}")
                 value = math.nan
             else:
                 if not math.isfinite(value):
-                    reward.errors.append(f"{where}: {spec} returned {value}")
+                    errors.append(f"{where}: {spec} returned {value}")
                     value = math.nan
             out.append(value)
         return out
 
-    reward.score_fn = score
-    return reward
+    return Reward("function", f"the function {spec}", score, None, errors=errors)
 
 
 def is_function_spec(spec: str) -> bool:

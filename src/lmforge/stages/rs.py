@@ -42,8 +42,13 @@ from .base import (
     trainable_note,
     write_run_files,
 )
-from .policy import check_policy, policy_model_and_tokenizer, read_policy_prompts
-from .rs_config import CHECKER_REWARDS, RSConfig, parse_min_reward
+from .policy import (
+    check_policy,
+    policy_inputs,
+    policy_model_and_tokenizer,
+    read_policy_prompts,
+)
+from .rs_config import RSConfig, parse_min_reward
 
 STAGE = "rs"
 
@@ -68,15 +73,6 @@ class _Prepared:
     steps_per_iteration: int
 
 
-def _inputs(cfg: RSConfig) -> tuple[tuple[str, str], ...]:
-    from .sft import _recursive_root
-
-    found = [("prompts", _recursive_root(p)) for p in cfg.prompts]
-    if cfg.reward not in CHECKER_REWARDS:
-        found.append(("reward model", cfg.reward))
-    return tuple(found)
-
-
 def rs(cfg: RSConfig, *, resume: bool = False) -> TrainResult:
     """Rejection-sampling fine-tuning as `cfg` says (continuing RUN/latest with `resume`)."""
     if not resume and not cfg.init_from:
@@ -84,7 +80,7 @@ def rs(cfg: RSConfig, *, resume: bool = False) -> TrainResult:
     # The step budget is known once the prompts are counted (`_prepare`): the spent-budget
     # check of a resume must not use a budget of the earlier session.
     check = dataclasses.replace(cfg, max_steps=None)
-    start = start_stage(check, resume=resume, need="transformer-decoder", inputs=_inputs(cfg))
+    start = start_stage(check, resume=resume, need="transformer-decoder", inputs=policy_inputs(cfg))
     check_policy(start)
     # Before the lock: bad prompts, a wrong reward or a finished run leave the folder untouched.
     prep = _prepare(cfg, start)
