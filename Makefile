@@ -20,7 +20,7 @@ $(BIN)/python:
 
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(PIP) install --quiet "$(TORCH)"
-	$(PIP) install --quiet -e ".[dev,hf,peers]"
+	$(PIP) install --quiet -e ".[dev,hf,peers,serve,serve-test]"
 	@touch $(STAMP)
 
 install: $(STAMP)

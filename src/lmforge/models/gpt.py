@@ -388,7 +388,9 @@ class GPT(nn.Module):
             positions, mask = self._packed_positions_and_mask(
                 position_ids, doc_ids, attn_mask, B, T
             )
-        if start + T > self.config.block_size:
+        # A cache that supplies per-row positions may use more columns than the context
+        # (a server's batch cache); its positions, not its columns, must fit.
+        if positions is None and start + T > self.config.block_size:
             raise ValueError(
                 f"sequence of {start + T} tokens exceeds the context of {self.config.block_size}"
             )
