@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import TextIO
 
 from ..common import LmforgeError, pick_device
-from ..inference.sampling import SamplingConfig, truncate_at_stop
+from ..inference.sampling import SamplingConfig
+from ..inference.stop_text import StopText
 from ..runs import load_run
 
 # The verb's defaults (the one config, SamplingConfig, with these fields changed).
@@ -19,18 +20,21 @@ class _Printer:
 
     The first sample streams live; the others collect their text and show it (and
     then stream) when their turn comes. A stop string is cut from the text: a tail
-    that could start one is held back until it cannot.
+    that could start one is held back until it cannot (`StopText`).
     """
 
     def __init__(self, out: TextIO, prompt: str, n: int, stop_strings: list[str]):
-        self.out, self.prompt, self.n, self.stops = out, prompt, n, stop_strings
-        self.longest = max((len(s) for s in stop_strings), default=0)
-        self.texts = [""] * n  # each sample's new text (cut at a stop string)
-        self.shown = [0] * n  # characters of it already written
-        self.cut = [False] * n  # the text reached a stop string: nothing more is added
+        self.out, self.prompt, self.n = out, prompt, n
+        self.filters = [StopText(stop_strings) for _ in range(n)]
+        self.pending = [""] * n  # text the filter released that is not written yet
         self.finished = [False] * n  # the row's last event came
         self.current = 0
         self._header()
+
+    @property
+    def texts(self) -> list[str]:
+        """Each sample's new text (cut at a stop string)."""
+        return [f.text for f in self.filters]
 
     def _header(self) -> None:
         if self.n > 1:
@@ -38,24 +42,15 @@ class _Printer:
         self.out.write(self.prompt)
 
     def add(self, row: int, delta: str, final: bool) -> None:
-        if delta and not self.cut[row]:
-            old = self.texts[row]
-            text = old + delta
-            if self.stops:  # only the tail the new text touches can hold a new match
-                start = max(0, len(old) - self.longest + 1)
-                kept = truncate_at_stop(text[start:], self.stops)
-                if len(kept) < len(text) - start:
-                    text, self.cut[row] = text[: start + len(kept)], True
-            self.texts[row] = text
-        self.finished[row] = self.finished[row] or final
+        self.pending[row] += self.filters[row].push(delta)
+        if final and not self.finished[row]:
+            self.pending[row] += self.filters[row].flush()
+            self.finished[row] = True
         while self.current < self.n:
             r = self.current
-            text = self.texts[r]
-            done = self.finished[r] or self.cut[r]
-            safe = len(text) if done else len(text) - self._held(text)
-            if safe > self.shown[r]:
-                self.out.write(text[self.shown[r] : safe])
-                self.shown[r] = safe
+            if self.pending[r]:
+                self.out.write(self.pending[r])
+                self.pending[r] = ""
             if not self.finished[r]:
                 break
             self.out.write("\n")
@@ -63,13 +58,6 @@ class _Printer:
             if self.current < self.n:
                 self._header()
         self.out.flush()
-
-    def _held(self, text: str) -> int:
-        """Length of the longest tail of `text` that begins a stop string."""
-        for k in range(min(self.longest - 1, len(text)), 0, -1):
-            if any(s.startswith(text[-k:]) for s in self.stops):
-                return k
-        return 0
 
 
 def sample_run(

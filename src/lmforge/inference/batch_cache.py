@@ -61,7 +61,8 @@ class BatchCache:
         self.slots, self.columns = slots, columns
         self.rows = 0
         self.pos = 0
-        self.first = torch.zeros(slots, dtype=torch.long, device=device)  # (slots,)
+        self.first: list[int] = []  # first column of each live row
+        self._first: torch.Tensor | None = None  # (rows,) the same, on the device, when padded
         self._cols = torch.arange(columns, device=device)  # (columns,)
         self.layers: list[tuple[torch.Tensor, torch.Tensor]] = []
 
@@ -73,19 +74,31 @@ class BatchCache:
         # Views of the live rows, per layer: (rows, n_kv_head, columns, head_dim), contiguous.
         n = self.rows
         self.layers = [(self.k[i, :n], self.v[i, :n]) for i in range(self.k.size(0))]
+        self._first = None
+        if any(self.first):
+            self._first = torch.tensor(self.first, dtype=torch.long, device=self.k.device)
 
     # -- what the model reads -------------------------------------------------------
 
-    def positions(self, start: int, T: int) -> torch.Tensor:
-        """(rows, T) position ids: columns counted from each row's first token."""
-        return self._cols[start : start + T][None, :] - self.first[: self.rows, None]
+    def positions(self, start: int, T: int) -> torch.Tensor | None:
+        """(rows, T) position ids: columns counted from each row's first token.
 
-    def attn_mask(self, start: int, T: int) -> torch.Tensor:
-        """(rows, 1, 1, start + 1) boolean mask: each row's own columns (one query per row)."""
+        None when no live row is padded (one request, or all started together): the
+        columns are then the positions, and the model takes its fast path. Such a row
+        is at most as long as the context, so ``start + T`` fits it.
+        """
+        if self._first is None:
+            return None
+        return self._cols[start : start + T][None, :] - self._first[:, None]
+
+    def attn_mask(self, start: int, T: int) -> torch.Tensor | None:
+        """(rows, 1, 1, start + 1) boolean mask: each row's own columns (None: all of them)."""
         if T != 1:
             raise ValueError("BatchCache serves decode steps (one token per row); prefill apart")
+        if self._first is None:
+            return None
         end = start + 1
-        return (self._cols[:end][None, :] >= self.first[: self.rows, None])[:, None, None, :]
+        return (self._cols[:end][None, :] >= self._first[:, None])[:, None, None, :]
 
     # -- rows joining and leaving ------------------------------------------------------
 
@@ -111,7 +124,7 @@ class BatchCache:
         s0 = src.pos - length
         self.k[:, b, :, end - length : end].copy_(src.k[:, src_row, :, s0 : src.pos])
         self.v[:, b, :, end - length : end].copy_(src.v[:, src_row, :, s0 : src.pos])
-        self.first[b] = end - length
+        self.first.append(end - length)
         self.rows += 1
         self._relink()
         return b
@@ -121,8 +134,8 @@ class BatchCache:
         moves: list[tuple[int, int]] = []
         for b in sorted(set(rows), reverse=True):
             last = self.rows - 1
+            f = self.first.pop()
             if b != last:
-                f = int(self.first[last])
                 self.k[:, b, :, f : self.pos].copy_(self.k[:, last, :, f : self.pos])
                 self.v[:, b, :, f : self.pos].copy_(self.v[:, last, :, f : self.pos])
                 self.first[b] = f
@@ -138,23 +151,23 @@ class BatchCache:
         if self.rows == 0:
             self.pos = 0
             return
-        d = int(self.first[: self.rows].min())
+        d = min(self.first)
         if d == 0:
             raise RuntimeError(
                 "BatchCache: a row fills every column (the context limit was not kept)"
             )
         self._shift(-d)
+        self._relink()
 
     def _shift(self, d: int) -> None:
         """Move every live row's tokens by `d` columns (right if positive); ``pos`` moves too."""
         new_pos = self.pos + d
         if not 0 <= new_pos <= self.columns:
             raise ValueError(f"BatchCache: cannot move rows to end at column {new_pos}")
-        for b in range(self.rows):
-            f = int(self.first[b])
+        for b, f in enumerate(self.first):
             n = self.pos - f
             # Overlapping ranges: copy through a clone.
             self.k[:, b, :, f + d : f + d + n].copy_(self.k[:, b, :, f : self.pos].clone())
             self.v[:, b, :, f + d : f + d + n].copy_(self.v[:, b, :, f : self.pos].clone())
-        self.first[: self.rows] += d
+        self.first = [f + d for f in self.first]
         self.pos = new_pos
