@@ -35,7 +35,7 @@ format: $(STAMP)
 
 # pytest exits 5 when it collects no test: that is a failure here, not a pass.
 test: lint
-	@$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS); rc=$$?; \
+	@$(BIN)/python -m pytest -q -m "not slow" --durations=30 $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "make test: no tests were collected" >&2; exit 1; fi; exit $$rc
 
 test-slow: $(STAMP)
