@@ -62,7 +62,11 @@ def _bad_inputs(tmp_path):
     }
 
 
-@pytest.mark.parametrize("case", ["missing", "empty", "binary", "cp1251", "jsonl"])
+@pytest.mark.parametrize(
+    "case",
+    ["missing", "empty"]
+    + [pytest.param(c, marks=pytest.mark.slow) for c in ("binary", "cp1251", "jsonl")],
+)
 def test_bad_input_is_one_clear_line_and_keeps_the_old_output(tmp_path, bpe_dir, case):
     good = write_jsonl(tmp_path / "good.jsonl", [{"text": t} for t in CORPUS])
     out = tmp_path / "out"
@@ -75,6 +79,7 @@ def test_bad_input_is_one_clear_line_and_keeps_the_old_output(tmp_path, bpe_dir,
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out.")]  # no temp folder
 
 
+@pytest.mark.slow  # one of the longest default tests (kept under 15 min); CI runs it in test-slow
 def test_flag_and_folder_errors(tmp_path, bpe_dir, monkeypatch):
     assert_clean_error(
         run_lmforge("data", "prepare", "--input", "x.txt", "--out", tmp_path / "o"), "tokenizer"

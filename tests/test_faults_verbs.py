@@ -441,7 +441,9 @@ def _interrupted_run(inputs, out: Path, after: int, sig: int) -> subprocess.Comp
     )  # fmt: skip
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize(
+    "sig", [signal.SIGINT, pytest.param(signal.SIGTERM, marks=pytest.mark.slow)]
+)
 def test_an_interrupt_saves_a_checkpoint_and_resume_is_bitwise_equal(sig, inputs, tmp_path):
     out = tmp_path / "run"
     r = _interrupted_run(inputs, out, after=5, sig=sig)

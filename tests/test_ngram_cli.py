@@ -135,6 +135,7 @@ def test_malformed_arpa_names_the_line(workdir, tmp_path):
     assert_clean_error(r, f"bad.arpa:{i + 1}:", "2 word(s)")
 
 
+@pytest.mark.slow  # one of the longest default tests (kept under 15 min); CI runs it in test-slow
 def test_a_file_that_is_not_a_model(workdir, tmp_path):
     text = tmp_path / "notes.txt"
     text.write_text("just some notes\n", encoding="utf-8")
@@ -154,6 +155,7 @@ def test_a_file_that_is_not_a_model(workdir, tmp_path):
     )
 
 
+@pytest.mark.slow  # one of the longest default tests (kept under 15 min); CI runs it in test-slow
 def test_bad_flags_name_their_field(workdir, tmp_path):
     corpus = workdir / "corpus.txt"
     r = run_lmforge(

@@ -64,6 +64,7 @@ def test_run_folder_is_complete(tiny_run):
     assert "validation bits per byte" in report and "Sample 1" in report
 
 
+@pytest.mark.slow  # one of the longest default tests (kept under 15 min); CI runs it in test-slow
 def test_killed_three_times_then_resumed_is_bitwise_exact(tiny_shards, tiny_run, tmp_path):
     """SIGKILL after step 6, during the write of checkpoint 8, after step 10; then finish."""
     out = tmp_path / "run"

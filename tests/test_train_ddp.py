@@ -55,6 +55,7 @@ def check_same_curve(tiny_shards, tmp_path, parallel):
     assert state["world_size"] == 2 and state["tokens_seen"] == 8 * 4 * 32
 
 
+@pytest.mark.slow  # one of the longest default tests (kept under 15 min); CI runs it in test-slow
 def test_ddp_two_processes_match_one(tiny_shards, tmp_path):
     # ~15 s on an idle 2-core machine: the contract every later stage relies on.
     check_same_curve(tiny_shards, tmp_path, "ddp")
