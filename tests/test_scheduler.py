@@ -177,6 +177,10 @@ def test_bad_requests_queue_full_and_closed():
     sch = Scheduler(model, slots=2, max_queue=1)
     with pytest.raises(LmforgeError, match="context is 32"):
         sch.submit(Request(list(range(1, 33))), Collect())
+    with pytest.raises(LmforgeError, match=r"'7' is not a token id of this model \(0\.\.96\)"):
+        sch.submit(Request([1, "7"]), Collect())
+    with pytest.raises(LmforgeError, match="97 is not a token id"):
+        sch.submit(Request([1, 97]), Collect())
     with pytest.raises(LmforgeError, match="empty"):
         sch.submit(Request([]), Collect())
     with pytest.raises(LmforgeError, match="n: must be between 1 and 2"):

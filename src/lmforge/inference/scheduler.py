@@ -133,6 +133,10 @@ class Scheduler:
             )
         self.model, self.tokenizer = model.eval(), tokenizer
         self.context = int(limit)
+        emb = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+        self.vocab = int(getattr(getattr(model, "config", None), "vocab_size", 0) or 0) or (
+            emb.num_embeddings if emb is not None else 2**31
+        )
         self.slots, self.max_queue, self.max_batch_tokens = slots, max_queue, max_batch_tokens
         self.device = probe.k.device
         n_layer, _, n_kv, _, head_dim = probe.k.shape
@@ -159,6 +163,11 @@ class Scheduler:
         """Raise LmforgeError naming the field when `req` cannot run."""
         if not req.prompt:
             raise LmforgeError("prompt: empty; give at least one token")
+        bad = [t for t in req.prompt if not isinstance(t, int) or not 0 <= t < self.vocab]
+        if bad:
+            raise LmforgeError(
+                f"prompt: {bad[0]!r} is not a token id of this model (0..{self.vocab - 1})"
+            )
         if len(req.prompt) >= self.context:
             raise LmforgeError(
                 f"prompt: {len(req.prompt)} tokens, but the model's context is {self.context} "
