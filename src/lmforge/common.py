@@ -70,6 +70,24 @@ def check_text_file(path: str | Path) -> Path:
     return p
 
 
+def stdin_line(raw: bytes, n: int) -> str:
+    """Line `n` (1-based) of stdin's bytes as text, without its newline; refused with one
+    line (``stdin:N: ...``) when it is binary or not UTF-8 (with the iconv command to fix it)."""
+    if b"\x00" in raw:
+        raise LmforgeError(f"stdin:{n}: binary data (NUL bytes); pipe UTF-8 text")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        enc = guess_encoding(raw, e.start)
+        raise LmforgeError(
+            f"stdin:{n}: not UTF-8 (byte 0x{raw[e.start]:02X}); it looks like {enc}: "
+            f"convert it with `iconv -f {enc} -t utf-8`"
+        ) from None
+    if n == 1:
+        text = text.removeprefix("\ufeff")  # a byte-order mark is not input
+    return text.rstrip("\r\n")
+
+
 def guess_encoding(data: bytes, pos: int) -> str:
     """The likelier 8-bit encoding of non-UTF-8 `data` around offset `pos`: cp1251 or cp1252.
 

@@ -22,7 +22,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from typing import BinaryIO, TextIO
 
-from ..common import LmforgeError, guess_encoding
+from ..common import LmforgeError, stdin_line
 from .model import NgramModel
 from .suggest import complete, suggest_next
 
@@ -151,19 +151,7 @@ def input_lines(args: Sequence[str], stream: BinaryIO | None = None) -> Iterator
     seen = False
     for n, raw in enumerate(stream, start=1):
         seen = True
-        if b"\x00" in raw:
-            raise LmforgeError(f"stdin:{n}: binary data (NUL bytes); pipe UTF-8 text")
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as e:
-            enc = guess_encoding(raw, e.start)
-            raise LmforgeError(
-                f"stdin:{n}: not UTF-8 (byte 0x{raw[e.start]:02X}); it looks like {enc}: "
-                f"convert it with `iconv -f {enc} -t utf-8`"
-            ) from None
-        if n == 1 and text.startswith("\ufeff"):
-            text = text[1:]  # a byte-order mark is not input
-        yield f"stdin:{n}", text.rstrip("\r\n")
+        yield f"stdin:{n}", stdin_line(raw, n)
     if not seen:
         raise LmforgeError("stdin: no input; pipe lines of text or pass them as arguments")
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, TextIO
 
-from ..common import LmforgeError, guess_encoding, pick_device
+from ..common import LmforgeError, pick_device, stdin_line
 from ..inference.sampling import SamplingConfig
 from ..tokenizers.chat import has_chat_tokens
 from .chat_session import CHAT_DEFAULTS, NO_CHAT_TOKENS, ChatSession
@@ -162,19 +162,7 @@ def stdin_lines(stream: BinaryIO) -> Iterator[tuple[str, str]]:
     """(``stdin:N``, text) per line of `stream` (bytes), refused with one line if it is not
     UTF-8 text."""
     for n, raw in enumerate(stream, start=1):
-        if b"\x00" in raw:
-            raise LmforgeError(f"stdin:{n}: binary data (NUL bytes); pipe UTF-8 text")
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as e:
-            enc = guess_encoding(raw, e.start)
-            raise LmforgeError(
-                f"stdin:{n}: not UTF-8 (byte 0x{raw[e.start]:02X}); it looks like {enc}: "
-                f"convert it with `iconv -f {enc} -t utf-8`"
-            ) from None
-        if n == 1:
-            text = text.removeprefix("\ufeff")  # a byte-order mark is not input
-        yield f"stdin:{n}", text.rstrip("\r\n")
+        yield f"stdin:{n}", stdin_line(raw, n)
 
 
 def run_lines(
