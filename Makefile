@@ -42,8 +42,10 @@ test-slow: $(STAMP)
 	@$(BIN)/python -m pytest -q -m slow $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "make test-slow: no slow tests collected"; exit 0; fi; exit $$rc
 
+# The whole recipe (docs/recipe.md): resumable, each stage a folder under $(DEMO);
+# scripts/demo.sh is the same chain spelled out verb by verb.
 demo: $(STAMP)
-	PATH="$(abspath $(BIN)):$$PATH" bash scripts/demo.sh $(DEMO)
+	PATH="$(abspath $(BIN)):$$PATH" lmforge recipe --recipe recipes/cpu-demo.yaml --out $(DEMO)
 
 clean:
 	rm -rf $(DEMO) .pytest_cache .ruff_cache
