@@ -6,6 +6,9 @@
 #   PPO run on the world's tasks (checker rewards, value head, KL to the RS model) -> task
 #   accuracy after each stage (base, SFT, RS, PPO) -> a chat sample
 # Everything lands in $OUT (default: demo/); the run folders are $OUT/run, sft, rm, rs and ppo.
+# `make demo` now runs `lmforge recipe --recipe recipes/cpu-demo.yaml` (the same stages and
+# settings, resumable, with a report card); this script is the same chain spelled out verb by
+# verb, to read or to run by hand.
 set -euo pipefail
 OUT="${1:-demo}"
 # Start clean, but only ever delete a folder this script made (it leaves a marker).
