@@ -2,7 +2,7 @@
 
 Every `SamplingConfig` field but ``n`` is a flag (``--temperature``, ``--top-p``,
 ``--max-new-tokens``, ``--seed``, ...), with the verb's own defaults
-(`lmforge.serve.chat_repl.CHAT_DEFAULTS`: temperature 0.7, top-p 0.9, 256 new
+(`lmforge.serve.chat_session.CHAT_DEFAULTS`: temperature 0.7, top-p 0.9, 256 new
 tokens) shown in ``--help``; `/params` changes them during the session.
 """
 

@@ -129,9 +129,8 @@ class BatchCache:
         self._relink()
         return b
 
-    def remove(self, rows: list[int]) -> list[tuple[int, int]]:
-        """Free the live rows `rows`; returns the ``(from, to)`` moves of rows that filled the gaps."""
-        moves: list[tuple[int, int]] = []
+    def remove(self, rows: list[int]) -> None:
+        """Free the live rows `rows`: in descending order, the last live row fills each gap."""
         for b in sorted(set(rows), reverse=True):
             last = self.rows - 1
             f = self.first.pop()
@@ -139,12 +138,10 @@ class BatchCache:
                 self.k[:, b, :, f : self.pos].copy_(self.k[:, last, :, f : self.pos])
                 self.v[:, b, :, f : self.pos].copy_(self.v[:, last, :, f : self.pos])
                 self.first[b] = f
-                moves.append((last, b))
             self.rows = last
         if self.rows == 0:
             self.pos = 0
         self._relink()
-        return moves
 
     def make_room(self) -> None:
         """Move every live row left by the padding all of them share (frees that many columns)."""

@@ -299,7 +299,22 @@ def _events(
 _LAST_ONLY: dict[type, bool] = {}
 
 
-def _supports_last_only(model: torch.nn.Module) -> bool:
+def stop_window(stop_strings: Sequence[str]) -> int:
+    """How many of a row's last tokens to decode to see whether its text holds a stop string.
+
+    A stop string of n characters spans at most 4n byte-level tokens; a little more,
+    so that a leading partial character cannot hide it.
+    """
+    return 4 * max((len(s) for s in stop_strings), default=0) + 4
+
+
+def chosen_logprobs(logits: torch.Tensor, chosen: torch.Tensor) -> list[float]:
+    """log p of each row's chosen token (B, 1) under the raw logits (B, V): one float per row."""
+    raw = logits.float()
+    return (raw.gather(1, chosen) - raw.logsumexp(dim=-1, keepdim=True)).view(-1).tolist()
+
+
+def supports_last_only(model: torch.nn.Module) -> bool:
     cls = type(model)
     if cls not in _LAST_ONLY:
         try:
@@ -358,10 +373,8 @@ class _Run:
         self.decode, self.include_stop = decode, include_stop
         self.device, self.limit, self.logprobs = device, limit, logprobs
         self.stop_strings = list(cfg.stop_strings)
-        # A stop string of n characters spans at most 4n byte-level tokens; decode a
-        # little more so that a leading partial character cannot hide it.
-        self.window = 4 * max((len(s) for s in self.stop_strings), default=0) + 4
-        self.last_only = {"last_only": True} if _supports_last_only(model) else {}
+        self.window = stop_window(self.stop_strings)
+        self.last_only = {"last_only": True} if supports_last_only(model) else {}
         self.forward: Callable = model
         self.compact = True
 
@@ -373,10 +386,7 @@ class _Run:
         """Each row's next token (its own generator) and, if asked, its raw log-probability."""
         gens = None if self.cfg.greedy else [r.gen for r in rows]
         nxt = pick_next(logits, self.cfg, gens, seen)  # (B, 1)
-        lp = None
-        if self.logprobs:
-            raw = logits.float()
-            lp = (raw.gather(1, nxt) - raw.logsumexp(dim=-1, keepdim=True)).view(-1).tolist()
+        lp = chosen_logprobs(logits, nxt) if self.logprobs else None
         return nxt, lp
 
     def _accept(self, row: _Row, token: int, lp, events: list[StreamEvent]) -> None:

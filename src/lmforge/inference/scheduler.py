@@ -40,12 +40,11 @@ import torch
 from ..common import LmforgeError
 from ..models.kv_cache import KVCache
 from .batch_cache import BatchCache
-from .engine import SAMPLE_SEED_STRIDE, StreamEvent, _supports_last_only
+from .engine import StreamEvent, chosen_logprobs, row_seeds, stop_window, supports_last_only
 from .sampling import SamplingConfig, pick_next
 
 log = logging.getLogger(__name__)
 
-_SEED_MOD = 2**63
 EventSink = Callable[[list[StreamEvent]], None]
 
 
@@ -146,7 +145,7 @@ class Scheduler:
                 dtype=probe.k.dtype, device=self.device,
             )  # fmt: skip
         self.forward = torch.compile(model, dynamic=True) if compile else model
-        self.last_only = {"last_only": True} if _supports_last_only(model) else {}
+        self.last_only = {"last_only": True} if supports_last_only(model) else {}
         self.rows: list[_Row] = []
         self._queue: deque[Ticket] = deque()
         self._lock = threading.Condition()
@@ -326,20 +325,22 @@ class Scheduler:
         self.prefill_tokens += sum(len(p) for p in prompts)
         index = []
         for u, t in enumerate(taken):
-            for j in range(t.request.n):
+            # The engine's seed rule: sample j draws with seed + 1000003 * j.
+            cfg = self._sampling(t.request)
+            cfg.n = t.request.n
+            for j, seed in enumerate(row_seeds(cfg, 1)):
                 self.cache.add(src, u, len(t.request.prompt))
-                self.rows.append(self._new_row(t, j))
+                self.rows.append(self._new_row(t, j, seed))
                 index.append(u)
         return first.index_select(0, torch.tensor(index, device=self.device))
 
-    def _new_row(self, t: Ticket, j: int) -> _Row:
+    def _new_row(self, t: Ticket, j: int, seed: int) -> _Row:
         req = t.request
         cfg = self._sampling(req)
         gen = None
         if not cfg.greedy:
-            base = req.seed if req.seed is not None else torch.Generator().seed()
             gen = torch.Generator(device=self.device)
-            gen.manual_seed((base + SAMPLE_SEED_STRIDE * j) % _SEED_MOD)
+            gen.manual_seed(seed)
         decoder = None
         if self.tokenizer is not None:
             from ..tokenizers.detok import IncrementalDecoder
@@ -374,8 +375,7 @@ class Scheduler:
                 nxt[index] = pick_next(logits.index_select(0, index), cfg, gens)
         lps = None
         if any(r.ticket.request.logprobs for r in self.rows):
-            raw = logits.float()
-            lps = (raw.gather(1, nxt) - raw.logsumexp(dim=-1, keepdim=True)).view(-1).tolist()
+            lps = chosen_logprobs(logits, nxt)
         return nxt.view(-1).tolist(), lps
 
     def _accept(self, row: _Row, token: int, lp: float | None, events) -> bool:
@@ -392,8 +392,7 @@ class Scheduler:
         self._emit(t, StreamEvent(row.sample, token, text, lp), events)
         stops = row.cfg.stop_strings
         if stops and self.tokenizer is not None:
-            window = 4 * max(len(s) for s in stops) + 4
-            tail = self.tokenizer.decode(row.tokens[-window:])
+            tail = self.tokenizer.decode(row.tokens[-stop_window(stops) :])
             if any(s in tail for s in stops):
                 self._finish(row, "stop", events)
                 return True

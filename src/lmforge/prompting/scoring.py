@@ -38,7 +38,6 @@ label words.
 from __future__ import annotations
 
 import copy
-import inspect
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -47,6 +46,7 @@ from typing import Any
 import torch
 
 from ..common import LmforgeError
+from ..inference.engine import supports_last_only
 
 NORMALIZE = ("sum", "mean")
 
@@ -63,13 +63,6 @@ class PromptTooLong(LmforgeError):
             f"the model's context of {limit} tokens; use fewer shown examples (k) or shorter "
             "texts"
         )
-
-
-def _supports_last_only(model: torch.nn.Module) -> bool:
-    try:
-        return "last_only" in inspect.signature(model.forward).parameters
-    except (TypeError, ValueError):
-        return False
 
 
 def _select(cache: Any, index: torch.Tensor) -> Any:
@@ -122,7 +115,7 @@ class _Scorer:
         self.multi = [j for j, c in enumerate(self.choices) if len(c) > 1]
         self.max_choice = max(len(c) for c in self.choices)
         self.batch_size = batch_size
-        self.last_only = _supports_last_only(model)
+        self.last_only = supports_last_only(model)
         self.pad_ok = True
         if self.multi:
             L = self.max_choice - 1
