@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..common import LmforgeError
+from ..data.instructions.fields import json_type
 from ..tokenizers import Tokenizer
 
 MAX_N = 8  # samples per prompt
@@ -154,18 +155,9 @@ def parse_completion(body: dict[str, Any], model: ModelInfo) -> GenerationReques
 
 
 def _kind(value: Any) -> str:
-    """A JSON type's name for messages."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    return "an object"
+    """A JSON type's name for messages, with its article ("a string", "an array", "null")."""
+    name = json_type(value)
+    return name if name == "null" else ("an " if name[0] in "aeiou" else "a ") + name
 
 
 def _check_model(body: dict[str, Any], model: ModelInfo) -> None:
