@@ -470,3 +470,47 @@ def test_the_first_signal_sets_a_flag_and_the_second_quits_at_once():
             os.kill(os.getpid(), signal.SIGTERM)
             time.sleep(0.5)
     assert signal.getsignal(signal.SIGINT) is before  # put back
+
+
+# --- resumable verbs: `recipe` and `experiments` continue their own --out by design ----------
+# (no --force case: rerunning them resumes or regenerates; their own tests cover that).
+
+WORLD_ONLY = "stages:\n  - name: world\n    people: 20\n    places: 5\n    events: 6\n"
+
+
+def _resumable_argv(verb: str, root: Path, out: Path) -> list[str]:
+    if verb == "recipe":
+        recipe = root / "recipe.yaml"
+        recipe.write_text(WORLD_ONLY)
+        return ["recipe", "--recipe", str(recipe), "--out", str(out)]
+    return ["experiments", "run", "C1", "--quick", "--out", str(out)]
+
+
+@pytest.mark.parametrize("verb", ["recipe", "experiments"])
+def test_resumable_verbs_refuse_a_file_or_someone_elses_folder(verb, tmp_path, capsys):
+    out = tmp_path / "out"
+    out.write_text("mine")
+    r = cli(capsys, *_resumable_argv(verb, tmp_path, out))
+    assert_clean_error(r, str(out), "not a folder")
+    assert out.read_text() == "mine"
+    out.unlink()
+    out.mkdir()
+    (out / "thesis.tex").write_text("years of work")
+    r = cli(capsys, *_resumable_argv(verb, tmp_path, out))
+    assert_clean_error(r, str(out), "not made by")
+    assert files(out) == {"thesis.tex": b"years of work"}
+
+
+@pytest.mark.parametrize("code, needle", [(errno.EACCES, "permission"), (errno.ENOSPC, "full")])
+@pytest.mark.parametrize("verb", ["recipe", "experiments"])
+def test_resumable_verbs_on_a_read_only_or_full_disk_are_one_line(
+    verb, code, needle, tmp_path, monkeypatch, capsys
+):
+    work = tmp_path / "work"
+    work.mkdir()
+    args = _resumable_argv(verb, tmp_path, work / "out")
+    _Denied(monkeypatch, work, code)
+    r = cli(capsys, *args)
+    monkeypatch.undo()
+    assert_clean_error(r, needle)
+    assert [p for p in work.rglob("*") if p.is_file()] == []
