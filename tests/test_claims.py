@@ -169,14 +169,21 @@ def test_ppo_summary_and_verdicts():
     rising = c10.summarize(_rows([0.1] * 5 + [0.4] * 5, [0.1] * 10), episodes=64)
     assert rising["score_rise"] == pytest.approx(0.3)
     assert rising["score_se"] == pytest.approx(((0.09 + 0.24) / 320) ** 0.5)
-    drifted = c10.summarize(_rows([0.1] * 5 + [0.4] * 5, [3.0] * 10), episodes=64)
-    flat = c10.summarize(_rows([0.2] * 10, [0.1] * 10), episodes=64)
-    assert c10.verdict(rising, drifted).status == REPRODUCED
-    v = c10.verdict(drifted, drifted)
-    assert v.status == PARTLY and "cap" in v.reason
-    v = c10.verdict(flat, drifted)
-    assert v.status == PARTLY and "does not rise" in v.reason
-    assert c10.verdict(c10.summarize(_rows([0.2] * 10, [3.0] * 10), 64), flat).status == (
+    assert rising["kl_growth"] == pytest.approx(1.0)
+    creeping = [0.5 * i for i in range(10)]  # the KL keeps growing: 1.0 -> 3.5 nats
+    drifted = c10.summarize(_rows([0.1] * 5 + [0.4] * 5, creeping), episodes=64)
+    assert (drifted["kl_mid"], drifted["kl_end"]) == pytest.approx((1.0, 3.5))
+    control = c10.summarize(_rows([0.2] * 10, [10.0 * i for i in range(10)]), episodes=64)
+    flat = c10.summarize(_rows([0.2] * 10, [3.0] * 10), episodes=64)
+    assert c10.verdict(rising, control).status == REPRODUCED
+    assert c10.verdict(flat, control).status == PARTLY  # settled at 3 nats, below the control's
+    v = c10.verdict(drifted, control)
+    assert v.status == PARTLY and "still growing" in v.reason
+    v = c10.verdict(rising, rising)
+    assert v.status == PARTLY and "no lower than without the penalty" in v.reason
+    v = c10.verdict(flat, control)
+    assert "does not rise" in v.reason
+    assert c10.verdict(c10.summarize(_rows([0.2] * 10, creeping), 64), control).status == (
         NOT_REPRODUCED
     )
 
@@ -200,5 +207,8 @@ def test_the_packaged_base_recipes_load(tmp_path):
         assert kinds == ["world", "tokenizer", "shards", "pretrain", "sft"]
     demo = load_recipe(Path(__file__).parents[1] / "recipes" / "cpu-demo.yaml", tmp_path)
     base = load_recipe(base_recipe(False), tmp_path)
-    # The full base is the demo's first stages exactly: a finished demo can stand in (--base).
-    assert [s.argv for s in base.steps] == [s.argv for s in demo.steps][: len(base.steps)]
+    # The full base is the demo's first stages (SFT counted in steps, not seconds): a finished
+    # demo can stand in (--base).
+    same = [s.argv for s in base.steps][:4]
+    assert same == [s.argv for s in demo.steps][:4]
+    assert "--max-steps" in base.step("sft").argv and "--max-time" not in base.step("sft").argv

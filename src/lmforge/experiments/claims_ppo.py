@@ -8,8 +8,12 @@ reference (nats per answer) come from the run's ppo/iterations.jsonl.
 
 The verdict asks two things of the β run: did the score rise beyond noise (the mean of
 the last `WINDOW` iterations against the first `WINDOW`, more than two binomial standard
-errors of the pooled episodes apart), and is the KL bounded (its end value at most
-`KL_CAP` nats per answer and below the control's, i.e. the penalty is what holds it)?
+errors of the pooled episodes apart), and is the KL bounded: has it stopped growing (the
+mean of the last `WINDOW` iterations at most `GROWTH` × the mean of the `WINDOW` ending at
+mid-run) and does it end below the control's (the penalty is what holds it)?
+A fixed cap in nats was the first rule; it said nothing about boundedness (a KL that
+settles at 3 nats is bounded, one that creeps past any cap is not), so the plateau test
+replaced it.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from .claims_plot import line_plot
 
 BETA = 0.05
 WINDOW = 5  # iterations averaged at the start and at the end
-KL_CAP = 2.0  # nats per answer: "bounded" at most this far from the reference
+GROWTH = 1.25  # the KL "keeps growing" when its last window exceeds mid-run's by this factor
 FULL = {"iterations": 30, "episodes": 64, "minibatches": 4, "ppo_epochs": 4, "lr": 1e-4,
         "max_new_tokens": 64, "max_prompts": 1024}  # fmt: skip
 QUICK = {"iterations": 4, "episodes": 4, "minibatches": 1, "ppo_epochs": 1, "lr": 1e-4,
@@ -37,6 +41,8 @@ def summarize(rows: Sequence[Mapping[str, Any]], episodes: int, window: int = WI
     s0 = sum(r["mean_score"] for r in first) / w
     s1 = sum(r["mean_score"] for r in last) / w
     k1 = sum(r["kl"] for r in last) / w
+    mid = rows[len(rows) // 2 - w : len(rows) // 2]  # the window that ends mid-run
+    k_mid = sum(r["kl"] for r in mid) / len(mid)
     n = w * episodes
     # Binomial standard error of a difference of two pooled means of 0/1 rewards.
     se = math.sqrt(max(s0 * (1 - s0), 0.0) / n + max(s1 * (1 - s1), 0.0) / n)
@@ -48,6 +54,8 @@ def summarize(rows: Sequence[Mapping[str, Any]], episodes: int, window: int = WI
         "score_rise": s1 - s0,
         "score_se": se,
         "kl_end": k1,
+        "kl_mid": k_mid,
+        "kl_growth": k1 / k_mid if k_mid > 0 else float("inf"),
         "kl_max": max(r["kl"] for r in rows),
     }
 
@@ -55,21 +63,18 @@ def summarize(rows: Sequence[Mapping[str, Any]], episodes: int, window: int = WI
 def verdict(run: Mapping[str, float], control: Mapping[str, float]) -> Verdict:
     """From the β run's and the β = 0 control's summaries."""
     rose = run["score_rise"] > 2 * run["score_se"] and run["score_rise"] > 0
-    bounded = run["kl_end"] <= KL_CAP and run["kl_end"] < control["kl_end"]
+    settled = run["kl_growth"] <= GROWTH
+    bounded = settled and run["kl_end"] < control["kl_end"]
     said = (
         f"with β = {BETA} the score goes {run['score_start']:.3f} → {run['score_end']:.3f} "
         f"({run['score_rise']:+.3f}, 2 s.e. = {2 * run['score_se']:.3f}) and the KL ends at "
-        f"{run['kl_end']:.2f} nats per answer (β = 0: score → {control['score_end']:.3f}, "
-        f"KL {control['kl_end']:.2f})"
+        f"{run['kl_end']:.2f} nats per answer, ×{run['kl_growth']:.2f} of mid-run (β = 0: score "
+        f"→ {control['score_end']:.3f}, KL {control['kl_end']:.2f}, ×{control['kl_growth']:.2f})"
     )
     if rose and bounded:
         return Verdict(REPRODUCED, f"{said}: the reward rises while the KL stays bounded")
     if rose:
-        why = (
-            f"above the cap of {KL_CAP}"
-            if run["kl_end"] > KL_CAP
-            else "no lower than without the penalty"
-        )
+        why = "still growing" if not settled else "no lower than without the penalty"
         return Verdict(PARTLY, f"{said}: the reward rises but the KL is {why}")
     if bounded:
         return Verdict(
@@ -109,7 +114,7 @@ def run(ctx: ClaimContext) -> ClaimResult:
         [f"β = {runs[name]:g}" + (" (control)" if name == "control" else ""),
          s["iterations"], f"{s['score_start']:.3f}", f"{s['score_end']:.3f}",
          f"{s['score_rise']:+.3f} ± {2 * s['score_se']:.3f}", f"{s['kl_end']:.2f}",
-         f"{s['kl_max']:.2f}"]
+         f"×{s['kl_growth']:.2f}", f"{s['kl_max']:.2f}"]
         for name, s in sums.items()
     ]  # fmt: skip
     it = {name: [r["iteration"] for r in rows] for name, rows in rows_of.items()}
@@ -136,8 +141,9 @@ def run(ctx: ClaimContext) -> ClaimResult:
             f"score, last {sums['beta']['window']}",
             "rise ± 2 s.e.",
             "KL at the end",
+            "KL end / mid-run",
             "KL max",
-        ],  # fmt: skip
+        ],
         rows=table,
         plots=plots,
         numbers={"summaries": sums, "iterations": rows_of, "settings": p, "beta": BETA},
@@ -147,6 +153,7 @@ def run(ctx: ClaimContext) -> ClaimResult:
             f"iterations × {p['episodes']} episodes, {p['ppo_epochs']} epochs × "
             f"{p['minibatches']} minibatches, lr {p['lr']:g}, temperature 0.7; only β differs.",
             f"Rule: the score rises by more than 2 binomial s.e. (first vs last {WINDOW} "
-            f"iterations) and the KL ends ≤ {KL_CAP} nats per answer and below the control's.",
+            f"iterations); the KL has stopped growing (last {WINDOW} iterations ≤ {GROWTH} × the "
+            f"{WINDOW} from mid-run) and ends below the β = 0 control's.",
         ],
     )
