@@ -39,7 +39,7 @@ def main(out: str) -> int:
         shutil.copyfile(src / rel, img / name)
         return f"![{m.group(1)}](img/claims/{name})"
 
-    md = md.replace(f"--out {out}", "--out exp").replace(f"--out {src.resolve()}", "--out exp")
+    md = re.sub(r"(lmforge experiments run \S+) --out \S+", r"\1 --out exp", md)
     md = re.sub(r"!\[([^\]]*)\]\(([^)]+\.png)\)", relink, md)
     title, _, rest = md.partition("\n")
     (REPO / "docs" / "claims.md").write_text(
