@@ -1,20 +1,11 @@
-"""What the experiments' tests share: the --quick base, built once per test session."""
+"""What the experiments' tests share (the --quick base itself is conftest.py's `quick_base`:
+a fixture defined there is built once per session, one imported into each module is not)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
-from lmforge.experiments.claims import NEEDS_SFT, ClaimContext
-from lmforge.experiments.claims_base import ensure_base
-
-
-@pytest.fixture(scope="session")
-def quick_base(tmp_path_factory):
-    """The tiny base (world, tokenizer, shards, pretrain, SFT) of `--quick` (~40 s, once)."""
-    out = tmp_path_factory.mktemp("claims")
-    return ensure_base(out, NEEDS_SFT, quick=True, given=None)
+from lmforge.experiments.claims import ClaimContext
 
 
 def quick_context(tmp_path: Path, base=None, seed: int = 0) -> ClaimContext:

@@ -78,3 +78,13 @@ def assert_clean_error(result, *needles: str) -> None:
     assert "Traceback" not in result.stderr
     for n in needles:
         assert n.lower() in lines[0].lower(), (n, lines[0])
+
+
+@pytest.fixture(scope="session")
+def quick_base(tmp_path_factory):
+    """The tiny base (world, tokenizer, shards, pretrain, SFT) of `lmforge experiments --quick`,
+    built once per session (~40 s) for every experiment's end-to-end test."""
+    from lmforge.experiments.claims import NEEDS_SFT
+    from lmforge.experiments.claims_base import ensure_base
+
+    return ensure_base(tmp_path_factory.mktemp("claims"), NEEDS_SFT, quick=True, given=None)

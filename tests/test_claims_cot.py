@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from claims_helpers import quick_base, quick_context  # noqa: F401
+from claims_helpers import quick_context
 
 from lmforge.eval.tasks_stats import Accuracy
 from lmforge.experiments.claims import NOT_REPRODUCED, PARTLY, REPRODUCED
@@ -78,7 +78,7 @@ def test_eval_records_take_both_variants_of_each_problem():
 
 
 @pytest.mark.slow
-def test_quick_run_end_to_end(tmp_path, quick_base):  # noqa: F811
+def test_quick_run_end_to_end(tmp_path, quick_base):
     ctx = quick_context(tmp_path, base=quick_base)
     res = run(ctx)
     assert res.verdict.status in (REPRODUCED, PARTLY, NOT_REPRODUCED)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import yaml
-from claims_helpers import quick_base, quick_context  # noqa: F401
+from claims_helpers import quick_context
 
 from lmforge.eval.tasks_stats import Accuracy
 from lmforge.experiments.claims import NOT_REPRODUCED, PARTLY, REPRODUCED
@@ -86,7 +86,7 @@ def test_mixture_yaml_filters_templates(tmp_path):
 
 
 @pytest.mark.slow
-def test_eval_sets_pair_t1_problems_with_heldout_templates(quick_base):  # noqa: F811
+def test_eval_sets_pair_t1_problems_with_heldout_templates(quick_base):
     sets = eval_sets(quick_base.world, 2, 4, seed=0)
     assert set(sets) == set(GROUPS)
     assert all(r["template"].endswith("/t1") and not r["cot"] for r in sets["seen_t1"])
@@ -98,7 +98,7 @@ def test_eval_sets_pair_t1_problems_with_heldout_templates(quick_base):  # noqa:
 
 
 @pytest.mark.slow
-def test_quick_run_end_to_end(tmp_path, quick_base):  # noqa: F811
+def test_quick_run_end_to_end(tmp_path, quick_base):
     ctx = quick_context(tmp_path, base=quick_base)
     res = run(ctx)
     assert res.verdict.status in (REPRODUCED, PARTLY, NOT_REPRODUCED)

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from claims_helpers import quick_context  # noqa: F401
+from claims_helpers import quick_context
 
 from lmforge.experiments.claims import NOT_REPRODUCED, PARTLY, REPRODUCED
 from lmforge.experiments.claims_ngram import (

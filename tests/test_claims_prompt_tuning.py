@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 
 import pytest
-from claims_helpers import quick_base, quick_context  # noqa: F401
+from claims_helpers import quick_context
 
 from lmforge.experiments.claims import NOT_REPRODUCED, PARTLY, REPRODUCED
 from lmforge.experiments.claims_prompt_tuning import (
@@ -82,7 +82,7 @@ def test_table_rows_fraction_gap_and_share():
 
 
 @pytest.mark.slow
-def test_quick_run_end_to_end(tmp_path, quick_base):  # noqa: F811
+def test_quick_run_end_to_end(tmp_path, quick_base):
     ctx = quick_context(tmp_path, base=quick_base)
     res = run(ctx)
     assert res.columns == COLUMNS and len(res.rows) == 2

@@ -6,7 +6,7 @@ import dataclasses
 import math
 
 import pytest
-from claims_helpers import quick_base, quick_context  # noqa: F401
+from claims_helpers import quick_context
 
 from lmforge.experiments.claims import NOT_REPRODUCED, PARTLY, REPRODUCED
 from lmforge.experiments.claims_prompting import (
@@ -114,7 +114,7 @@ def test_common_helpers():
 
 
 @pytest.mark.slow
-def test_quick_run_end_to_end(tmp_path, quick_base):  # noqa: F811
+def test_quick_run_end_to_end(tmp_path, quick_base):
     ctx = quick_context(tmp_path, base=quick_base)
     res = run(ctx)
     assert res.verdict.status in (REPRODUCED, PARTLY, NOT_REPRODUCED)

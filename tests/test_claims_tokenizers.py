@@ -6,7 +6,7 @@ import json
 from collections import Counter
 
 import pytest
-from claims_helpers import quick_context  # noqa: F401
+from claims_helpers import quick_context
 
 from lmforge.eval.tasks_stats import Accuracy
 from lmforge.experiments.claims import NOT_REPRODUCED, PARTLY, REPRODUCED

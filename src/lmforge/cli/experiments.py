@@ -38,12 +38,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def list_cmd(args: argparse.Namespace) -> int:
-    from ..experiments.claims import CLAIMS
+    from ..experiments.claims import BASE_MINUTES, CLAIMS
 
     print(f"{'id':4s} {'name':22s} {'needs':9s} {'min':>4s}  claim")
     for s in CLAIMS:
         needs = s.needs or "-"
-        print(f"{s.id:4s} {s.slug:22s} {needs:9s} {s.minutes:4.0f}  {s.claim}")
+        print(f"{s.id:4s} {s.slug:22s} {needs:9s} {s.minutes:4.1f}  {s.claim}")
+    total = BASE_MINUTES + sum(s.minutes for s in CLAIMS)
+    print(
+        f"\nC4-C10 share one base (world to SFT), built once: {BASE_MINUTES:.0f} min; all: "
+        f"about {total:.0f} min on 2 CPU cores"
+    )
     print("\nrun one: lmforge experiments run C1 --out exp    all: lmforge experiments run all "
           "--out exp    tiny: --quick")  # fmt: skip
     return 0

@@ -30,6 +30,7 @@ STATUSES = (REPRODUCED, PARTLY, NOT_REPRODUCED)
 
 # What an experiment needs from the shared base, in build order.
 NEEDS_NOTHING, NEEDS_PRETRAIN, NEEDS_SFT = "", "pretrain", "sft"
+BASE_MINUTES = 9.0  # building the shared base once (bases/full.yaml) on 2 CPU cores
 BASE_ORDER = (NEEDS_NOTHING, NEEDS_PRETRAIN, NEEDS_SFT)
 
 
@@ -97,7 +98,7 @@ class ClaimSpec:
     claim: str  # the textbook's sentence
     needs: str  # NEEDS_NOTHING, NEEDS_PRETRAIN or NEEDS_SFT
     module: str  # lmforge.experiments.<module> defines run(ctx)
-    minutes: float  # expected wall time of the full experiment on 2 CPU cores
+    minutes: float  # measured wall time of the full experiment on 2 CPU cores (rounded up)
 
     @property
     def folder(self) -> str:
@@ -113,7 +114,7 @@ CLAIMS: tuple[ClaimSpec, ...] = (
         "C1", "ngram-context", "n-gram context length",
         "Longer n-gram contexts make counts sparser and perplexity gains saturate; products "
         "of many probabilities underflow while sums of logs do not.",
-        NEEDS_NOTHING, "claims_ngram", 1.0,
+        NEEDS_NOTHING, "claims_ngram", 0.5,
     ),
     ClaimSpec(
         "C2", "tokenizers", "BPE, digits and unspaced text",
@@ -129,40 +130,40 @@ CLAIMS: tuple[ClaimSpec, ...] = (
     ClaimSpec(
         "C4", "few-shot", "few-shot prompting and example order",
         "Few-shot prompts beat zero-shot ones, and the order of the examples biases the answer.",
-        NEEDS_PRETRAIN, "claims_prompting", 3.0,
+        NEEDS_PRETRAIN, "claims_prompting", 2.5,
     ),
     ClaimSpec(
         "C5", "calibration", "contextual calibration",
         "Contextual calibration raises few-shot accuracy and lowers its spread across prompts.",
-        NEEDS_PRETRAIN, "claims_calibration", 3.0,
+        NEEDS_PRETRAIN, "claims_calibration", 2.0,
     ),
     ClaimSpec(
         "C6", "prompt-tuning", "prompt tuning vs fine-tuning",
         "Prompt tuning with 20 soft tokens approaches full fine-tuning at a fraction of the "
         "trained parameters, and the gap shrinks with model size.",
-        NEEDS_PRETRAIN, "claims_prompt_tuning", 9.0,
+        NEEDS_PRETRAIN, "claims_prompt_tuning", 4.0,
     ),
     ClaimSpec(
         "C7", "instruction-mixtures", "multi-template instruction mixtures",
         "Instruction tuning on many templates generalises to held-out templates and held-out "
         "tasks better than tuning on a single template.",
-        NEEDS_PRETRAIN, "claims_mixtures", 9.0,
+        NEEDS_PRETRAIN, "claims_mixtures", 6.0,
     ),
     ClaimSpec(
         "C8", "chain-of-thought", "chain-of-thought vs direct answers",
         "Chain-of-thought answers beat direct answers on multi-step problems (and may need a "
         "minimum model size).",
-        NEEDS_PRETRAIN, "claims_cot", 9.0,
+        NEEDS_PRETRAIN, "claims_cot", 6.5,
     ),
     ClaimSpec(
         "C9", "best-of-n", "best-of-N sampling",
         "With N samples per prompt the max reward rises with N while the median stays flat.",
-        NEEDS_SFT, "claims_best_of_n", 3.0,
+        NEEDS_SFT, "claims_best_of_n", 0.5,
     ),
     ClaimSpec(
         "C10", "ppo-kl", "PPO reward and KL",
         "PPO raises the reward while the KL divergence to the reference model stays bounded.",
-        NEEDS_SFT, "claims_ppo", 5.0,
+        NEEDS_SFT, "claims_ppo", 7.5,
     ),
 )  # fmt: skip
 
