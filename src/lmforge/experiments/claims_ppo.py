@@ -55,7 +55,7 @@ def summarize(rows: Sequence[Mapping[str, Any]], episodes: int, window: int = WI
         "score_se": se,
         "kl_end": k1,
         "kl_mid": k_mid,
-        "kl_growth": k1 / k_mid if k_mid > 0 else float("inf"),
+        "kl_growth": k1 / k_mid if k_mid > 0 else (1.0 if k1 == 0 else float("inf")),
         "kl_max": max(r["kl"] for r in rows),
     }
 
