@@ -39,6 +39,7 @@ def main(out: str) -> int:
         shutil.copyfile(src / rel, img / name)
         return f"![{m.group(1)}](img/claims/{name})"
 
+    md = md.replace(f"{src.resolve()}/", "exp/")  # the folder's own paths, as in the commands
     md = re.sub(r"(lmforge experiments run \S+) --out \S+", r"\1 --out exp", md)
     md = re.sub(r"!\[([^\]]*)\]\(([^)]+\.png)\)", relink, md)
     title, _, rest = md.partition("\n")
