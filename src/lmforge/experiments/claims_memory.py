@@ -24,6 +24,7 @@ from typing import Any
 
 from ..common import LmforgeError
 from .claims import NOT_REPRODUCED, PARTLY, REPRODUCED, ClaimContext, ClaimResult, Verdict
+from .claims_inputs import find_shakespeare, own_world
 from .claims_memory_stats import Gain
 
 MIN_GAIN = 0.02  # bits per character: a smaller far gain counts as flat
@@ -37,7 +38,6 @@ QUICK = {
     "budget_s": 2, "context": 64, "batch_size": 8, "eval_every": 20, "eval_batches": 1,
     "gen_tokens": 16, "models": [FLOOR, RNN, "llama"], "chars": 40_000,
 }  # fmt: skip
-SHAKESPEARE = Path("data") / "corpora" / "tinyshakespeare.txt"
 
 
 def verdict(
@@ -99,28 +99,14 @@ def verdict(
     return Verdict(NOT_REPRODUCED, f"{said}: {why}")
 
 
-def find_corpus() -> Path | None:
-    """Tiny Shakespeare from ../shared (next to the working folder or the repository)."""
-    roots = [Path.cwd().parent / "shared", Path(__file__).resolve().parents[4] / "shared"]
-    for root in roots:
-        if (root / SHAKESPEARE).is_file():
-            return root / SHAKESPEARE
-    return None
-
-
 def _corpus(ctx: ClaimContext) -> tuple[Path, str]:
     """(text file, how it was chosen): Tiny Shakespeare if present, else the built-in world's
     pretraining text; --quick takes the first `chars` characters of it."""
-    found = find_corpus()
+    found = find_shakespeare()
     if found is not None:
         path, what = found, f"Tiny Shakespeare ({found})"
     else:
-        world = ctx.out / "world"
-        argv = ["world", "--out", str(world), "--size", "small", "--seed", str(ctx.seed)]
-        if ctx.quick:
-            argv += ["--pretrain-chars", str(QUICK["chars"])]
-        ctx.verb(argv, "world")
-        path = world / "pretrain" / "train.txt"
+        path = own_world(ctx) / "pretrain" / "train.txt"
         what = "the built-in world's pretraining text (Tiny Shakespeare not found in ../shared)"
     if not ctx.quick:
         return path, what

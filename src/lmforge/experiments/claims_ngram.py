@@ -41,19 +41,13 @@ from ..ngram.text import (
 )
 from ..ngram.train import train_from_corpus
 from .claims import NOT_REPRODUCED, PARTLY, REPRODUCED, ClaimContext, ClaimResult, Verdict
+from .claims_inputs import find_shakespeare, own_world
 from .claims_plot import line_plot
 
 ORDERS = tuple(range(1, 7))  # lmforge.ngram's orders
 SATURATED = 0.10  # the last order's relative perplexity gain below this counts as saturated
 SHRUNK = 0.25  # ... and below this share of the first order's gain
-SHAKESPEARE = Path("data") / "corpora" / "tinyshakespeare.txt"
 # --quick: a world of 60k characters with few of everything else (about 4 s instead of 10).
-QUICK_WORLD = {"pretrain-chars": 60000, "people": 20, "places": 5, "events": 6,
-               "train-per-family": 20, "val-per-family": 5, "test-per-family": 5,
-               "dialogues-train": 20, "dialogues-val": 5, "dialogues-test": 5,
-               "preferences-train": 40, "preferences-val": 16, "rankings-train": 10,
-               "rankings-val": 5, "classification-train-per-label": 5,
-               "classification-test-per-label": 5}  # fmt: skip
 
 
 @dataclass
@@ -172,14 +166,6 @@ def verdict(corpora: list[CorpusNumbers]) -> Verdict:
     return Verdict(PARTLY if any(ok.values()) else NOT_REPRODUCED, f"{said} — but {why}")
 
 
-def find_shakespeare() -> Path | None:
-    """Tiny Shakespeare from ../shared (next to the working folder or the repository)."""
-    for root in (Path.cwd().parent / "shared", Path(__file__).resolve().parents[4] / "shared"):
-        if (root / SHAKESPEARE).is_file():
-            return root / SHAKESPEARE
-    return None
-
-
 def split_lines(path: Path, out: Path, fraction: float = 0.9) -> tuple[Path, Path]:
     """The first `fraction` of the non-blank lines to train.txt, the rest to test.txt."""
     lines = [ln for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
@@ -232,18 +218,8 @@ def plots(out: Path, corpora: list[CorpusNumbers]) -> list[str]:
     ]  # fmt: skip
 
 
-def build_world(ctx: ClaimContext) -> Path:
-    """`lmforge world --size small` into ctx.out/world (a tiny one under --quick)."""
-    world = ctx.out / "world"
-    argv = ["world", "--out", str(world), "--size", "small", "--seed", str(ctx.seed)]
-    if ctx.quick:
-        argv += [a for k, v in QUICK_WORLD.items() for a in (f"--{k}", str(v))]
-    ctx.verb(argv, "world")
-    return world
-
-
 def run(ctx: ClaimContext) -> ClaimResult:
-    pre = build_world(ctx) / "pretrain"
+    pre = own_world(ctx) / "pretrain"
     corpora = [measure("world", pre / "train.txt", pre / "val.txt")]
     notes = [
         "World: `lmforge world --size small` pretraining text; n-grams counted on train.txt, "

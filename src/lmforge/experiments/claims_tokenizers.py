@@ -32,7 +32,7 @@ from pathlib import Path
 from ..eval.tasks_stats import Accuracy
 from ..tokenizers import Tokenizer, TokenizerConfig, train_tokenizer
 from .claims import NOT_REPRODUCED, PARTLY, REPRODUCED, ClaimContext, ClaimResult, Verdict
-from .claims_ngram import build_world
+from .claims_inputs import own_world
 from .claims_plot import bar_plot, line_plot
 from .claims_tokenizers_arith import (
     ArithSettings,
@@ -156,7 +156,7 @@ def run(ctx: ClaimContext) -> ClaimResult:
         import torch
 
         torch.set_num_threads(ctx.threads)
-    world = build_world(ctx)
+    world = own_world(ctx)
     problems, test = write_problems(ctx.out, s, ctx.seed)
     toks = train_tokenizers(ctx, [world / "pretrain" / "train.txt", problems], s.vocab)
     loaded = {name: Tokenizer.load(folder) for name, folder in toks.items()}
