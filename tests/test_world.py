@@ -82,6 +82,20 @@ def test_same_seed_is_byte_identical_and_other_seed_differs(tmp_path):
     assert differ == {k for k in a if not k.endswith("labels.json")}
 
 
+def test_more_training_problems_leave_the_evaluation_files_unchanged(tmp_path):
+    # Splits are hash-assigned and templates drawn per file, so `--train-per-family` can
+    # grow the training set while test.jsonl (and every other instruction file) stays the
+    # same bytes: accuracy before and after is measured on the same records.
+    build_world(_tiny(tmp_path / "a"))
+    build_world(_tiny(tmp_path / "b", train_per_family=4 * TINY["train_per_family"]))
+    a, b = (_hashes(tmp_path / x / "instructions") for x in "ab")
+    assert {k for k in a if a[k] != b[k]} == {"train.jsonl"}
+    small, big = (_jsonl(tmp_path / x / "instructions" / "train.jsonl") for x in "ab")
+    assert len(big) > 3 * len(small)
+    # The same draws in the same order: the smaller training set is a subset, templates too.
+    assert {json.dumps(r) for r in small} <= {json.dumps(r) for r in big}
+
+
 def test_manifest_describes_every_file(world):
     manifest = json.loads((world / "manifest.json").read_text())
     assert manifest["generator"] == "lmforge world" and manifest["seed"] == 0

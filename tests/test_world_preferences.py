@@ -250,7 +250,7 @@ def test_rankings(tiny):
     assert {len(r["ranking"]) for r in rows} == {3, 4}
     assert any(r["task"] == "dialogue" for r in rows)
     manifest = json.loads((tiny / "manifest.json").read_text())
-    assert manifest["generator_version"] == 4
+    assert manifest["generator_version"] == 5
     assert manifest["files"]["preferences/rankings_val.jsonl"]["records"] == 10
     readme = (tiny / "README.md").read_text()
     assert "rankings_train.jsonl" in readme and "negligibly" in readme

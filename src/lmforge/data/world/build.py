@@ -33,8 +33,9 @@ from .trivia import build_trivia
 
 GENERATOR = "lmforge world"
 # 2: multi_step, fact_chain, held-out tasks, val dialogues; 3: verdicts, long_range/, trivia/;
-# 4: rated (LLaMA-2) and multi-turn preference pairs, graded scores, rankings
-GENERATOR_VERSION = 4
+# 4: rated (LLaMA-2) and multi-turn preference pairs, graded scores, rankings;
+# 5: instruction templates drawn per file (val/test/held-out no longer depend on the train count)
+GENERATOR_VERSION = 5
 MANIFEST = "manifest.json"
 VAL_FRACTION = 20  # pretraining val text is 1/20 of the train text
 

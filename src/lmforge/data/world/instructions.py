@@ -11,6 +11,7 @@ twice per problem: chain-of-thought and direct (`cot`).
 
 from __future__ import annotations
 
+import random
 from collections.abc import Collection
 
 from .entities import World
@@ -21,6 +22,12 @@ from .templates import templates_for
 
 SPLITS = ("train", "val", "test")
 FILES = (*SPLITS, "heldout_templates", "heldout_tasks")
+
+
+def _template_rng(seed: int, family: str, file: str) -> random.Random:
+    """One template stream per family and file, so that asking for more training problems
+    (`--train-per-family`) leaves the templates of val, test and the held-out files unchanged."""
+    return component_rng(seed, f"instructions/render/{family}/{file}")
 
 
 def build_instructions(
@@ -37,8 +44,8 @@ def build_instructions(
     """
     out: dict[str, list[dict]] = {name: [] for name in FILES}
     for fam in FAMILIES.values():
-        rng = component_rng(seed, f"instructions/render/{fam.name}")
         if fam.name in heldout_tasks:
+            rng = _template_rng(seed, fam.name, "heldout_tasks")
             for p in sample_heldout(fam, world, seed, quotas["test"], stream="instructions"):
                 template = rng.choice(templates_for(p.family, p.subtask, heldout=False))
                 out["heldout_tasks"].extend(
@@ -47,10 +54,12 @@ def build_instructions(
         else:
             problems = sample_problems(fam, world, seed, quotas, stream="instructions")
             for split in SPLITS:
+                rng = _template_rng(seed, fam.name, split)
                 for p in problems[split]:
                     # One template per problem, shared by its CoT and direct variants.
                     template = rng.choice(templates_for(p.family, p.subtask, heldout=False))
                     out[split].extend(render(p, template, cot) for cot in variants(p))
+            rng = _template_rng(seed, fam.name, "heldout_templates")
             for p in problems["test"]:
                 template = rng.choice(templates_for(p.family, p.subtask, heldout=True))
                 out["heldout_templates"].extend(render(p, template, cot) for cot in variants(p))
