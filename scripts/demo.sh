@@ -72,7 +72,7 @@ lmforge ppo --from "$OUT/rs" --reward checker --prompts "$OUT/world/instructions
 step "10/11 task accuracy after each stage: base (plain prompts), SFT, RS and PPO (chat template)"
 TASKS=("$OUT/world/instructions/test.jsonl" "$OUT/world/instructions/heldout_templates.jsonl"
        "$OUT/world/instructions/heldout_tasks.jsonl")
-LIMIT="${DEMO_EVAL_LIMIT:-300}"
+LIMIT="${DEMO_EVAL_LIMIT:-0}"  # 0: every record
 lmforge --quiet eval tasks --run "$OUT/run" --no-template --data "${TASKS[@]}" --limit "$LIMIT" \
   --max-new-tokens 96 --batch-size 64 --out "$OUT/eval_base" > /dev/null
 for stage in sft rs ppo; do
