@@ -61,7 +61,7 @@ lmforge eval reward --run "$OUT/rm" --data "$OUT/world/preferences/val.jsonl"
 step "8/11 rejection sampling: 4 answers per prompt, the best by the world's checker, fine-tuned on"
 lmforge rs --from "$OUT/sft" --reward checker --prompts "$OUT/world/instructions/train.jsonl" \
   --max-prompts "${DEMO_RS_PROMPTS:-1200}" --n 4 --iterations 1 \
-  --temperature 0.8 --max-new-tokens 96 --batch-size 16 --lr 5e-4 --min-lr 5e-5 --warmup 5 \
+  --temperature 0.8 --max-new-tokens 96 --batch-size 16 --lr 1e-4 --min-lr 1e-5 --warmup 5 \
   --out "$OUT/rs"
 
 step "9/11 PPO: answers sampled from the RS model, scored by the checker, a value head, GAE, KL to the RS model"
