@@ -353,8 +353,17 @@ def _wait_idle(server, timeout: float) -> float:
     return time.monotonic() - start
 
 
-def test_a_disconnecting_client_frees_its_slot(server):
+def test_a_disconnecting_client_frees_its_slot(server, monkeypatch):
     sched = server.state.scheduler
+    # 2 ms a decode step, so 1,000 tokens take >= 2 s whatever the CPU: a fast machine ran
+    # the untrained tiny model's 1,000 tokens inside the client's 0.3 s read timeout.
+    fast_step = sched.step
+
+    def slow_step() -> bool:
+        time.sleep(0.002)
+        return fast_step()
+
+    monkeypatch.setattr(sched, "step", slow_step)
     before = sched.stats()["generated_tokens"]
     body = {"model": MODEL, "prompt": "Anna", "max_tokens": 1000, "temperature": 0,
             "stream": True}  # fmt: skip
