@@ -75,14 +75,12 @@ class UpdateStats:
 
 
 def action_logps(
-    logits: torch.Tensor, targets: torch.Tensor, temperature: float, entropy_grad: bool = True
+    logits: torch.Tensor, targets: torch.Tensor, temperature: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(log π(action), entropy of π) at the N target positions, from logits (N, V), float32.
 
     The policy is softmax(logits / temperature): the distribution the rollout sampled
-    from, so ratios compare like with like. Without `entropy_grad` the entropy is a
-    detached statistic: with no entropy bonus in the loss (the default), its (N, V)
-    graph would be kept and back-propagated for a zero gradient.
+    from, so ratios compare like with like.
     """
     z = logits.float()
     if temperature != 1.0:
@@ -90,8 +88,7 @@ def action_logps(
     logz = torch.log_softmax(z, dim=-1)  # (N, V)
     kept = targets.reshape(-1)[(targets != IGNORE).reshape(-1)]  # (N,)
     logp = logz.gather(1, kept[:, None]).squeeze(1)  # (N,)
-    with torch.set_grad_enabled(entropy_grad and torch.is_grad_enabled()):
-        entropy = -(logz.exp() * logz).sum(-1)  # (N,)
+    entropy = -(logz.exp() * logz).sum(-1)  # (N,)
     return logp, entropy
 
 
@@ -102,7 +99,6 @@ def policy_forward(
     *,
     value_head: bool,
     temperature: float = 1.0,
-    entropy_grad: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """(logp, entropy, values), each (B, T) in the token-position frame (0 off `mask`).
 
@@ -120,7 +116,7 @@ def policy_forward(
         values = torch.where(mask.bool(), values, 0.0)
     else:
         logits, _ = model(ids, targets=targets, targets_only=True, reduction="none")
-    logp, entropy = action_logps(logits, targets, temperature, entropy_grad)
+    logp, entropy = action_logps(logits, targets, temperature)
     keep = targets != IGNORE
     return to_token_frame(logp, keep), to_token_frame(entropy, keep), values
 
@@ -139,12 +135,7 @@ class _RLObjective:
     def _surrogate(self, model, batch):
         mask = batch["mask"].bool()
         logp, entropy, values = policy_forward(
-            model,
-            batch["ids"],
-            mask,
-            value_head=self.value_head,
-            temperature=self.temperature,
-            entropy_grad=self.entropy_coef != 0,
+            model, batch["ids"], mask, value_head=self.value_head, temperature=self.temperature
         )
         # No old_logp: one update step per rollout, so π_old is this very forward (ratio 1).
         old = batch["old_logp"] if "old_logp" in batch else logp.detach()
