@@ -190,6 +190,43 @@ def test_min_reward_skips_prompts_whose_best_is_below_it():
     assert all(r.kept for r in got)
 
 
+def test_skip_solved_leaves_out_prompts_every_sample_solves():
+    def results():
+        return [
+            PromptResult(i, ["a", "b"], r, [0, 1], ["stop"] * 2, [1, 1])
+            for i, r in enumerate([[1.0, 1.0], [0.0, 1.0], [0.0, 0.0], [1.0, float("nan")]])
+        ]
+
+    got = results()
+    choose(got, SamplingSettings(n=2, min_reward=1.0), iteration=1)
+    assert [r.solved for r in got] == [True, False, False, False]  # NaN solves nothing
+    assert [r.kept for r in got] == [True, True, False, True]
+    got = results()
+    choose(got, SamplingSettings(n=2, min_reward=1.0, skip_solved=True), iteration=1)
+    assert [r.kept for r in got] == [False, True, False, True]
+    assert got[1].best == 1 and got[3].best == 0
+
+
+def test_replay_draws_depend_on_seed_and_iteration_only():
+    from lmforge.stages.rs_batches import replay_records
+    from lmforge.tokenizers.chat import Conversation
+
+    pool = [
+        Conversation.from_dicts([{"role": "user", "content": f"q{i}"},
+                                 {"role": "assistant", "content": f"a{i}"}], {"where": f"f:{i + 1}"})
+        for i in range(10)
+    ]  # fmt: skip
+    one = replay_records(pool, kept=3, ratio=1.5, seed=0, iteration=1)
+    assert len(one) == 4 and all(r["replay"] for r in one)  # round(1.5 × 3)
+    assert one == replay_records(pool, kept=3, ratio=1.5, seed=0, iteration=1)
+    assert one != replay_records(pool, kept=3, ratio=1.5, seed=0, iteration=2)
+    picks = [r["replay_index"] for r in one]
+    assert len(set(picks)) == 4 and picks == sorted(picks)
+    assert [r["messages"][0]["content"] for r in one] == [f"q{i}" for i in picks]
+    assert len(replay_records(pool, kept=30, ratio=1.0, seed=0, iteration=1)) == 10  # at most all
+    assert replay_records(pool, kept=3, ratio=0.0, seed=0, iteration=1) == []
+
+
 # --- sampling with the engine ----------------------------------------------------------
 
 
@@ -350,6 +387,75 @@ def test_interrupted_then_resumed_is_bitwise_equal(
             assert (out / "rs" / f"iter-{k}" / name).read_bytes() == (
                 ref / "rs" / f"iter-{k}" / name
             ).read_bytes()
+
+
+def test_skip_solved_and_replay_train_on_hard_prompts_and_sft_data_and_resume_exactly(
+    policy, prompts, tmp_path, capsys, monkeypatch
+):
+    """--skip-solved keeps no prompt whose 8 samples are all right; --replay adds
+    round(ratio × kept) SFT conversations per iteration (replay.jsonl); a SIGINT in
+    iteration 2 and a resume give the uninterrupted run's weights and files."""
+    from _killable import SignalAfterStep
+
+    import lmforge.stages.rs as stage
+
+    sft = write_jsonl(tmp_path / "sft.jsonl", chat_records(12))
+    extra = [
+        *RS,
+        "--skip-solved",
+        "--replay",
+        sft,
+        "--replay-ratio",
+        "2",
+        "--temperature",
+        "0.2",
+        "--n",
+        "4",
+    ]
+    ref = tmp_path / "ref"
+    r = cli(capsys, "rs", "--from", policy, "--prompts", prompts, "--out", ref, *extra)
+    assert r.returncode == 0, r.stderr
+    pool = {json.dumps(x["messages"]) for x in read_jsonl(sft)}
+    kept_any = solved_any = False
+    for k in (1, 2):
+        folder = ref / "rs" / f"iter-{k}"
+        samples = read_jsonl(folder / "samples.jsonl")
+        by_prompt = [[s["reward"] for s in samples if s["prompt_index"] == i] for i in range(6)]
+        best = read_jsonl(folder / "best.jsonl")
+        assert {b["prompt_index"] for b in best} == {
+            i for i, r in enumerate(by_prompt) if max(r) == 1 and min(r) < 1
+        }
+        replayed = read_jsonl(folder / "replay.jsonl")
+        assert len(replayed) == min(12, 2 * len(best))
+        assert all(json.dumps(x["messages"]) in pool and x["replay"] for x in replayed)
+        curve = json.loads((folder / "curve.json").read_text())
+        assert curve["solved"] == sum(min(r) == 1 for r in by_prompt)
+        assert curve["replayed"] == len(replayed) and curve["skip_solved"] is True
+        kept_any |= bool(best)
+        solved_any |= curve["solved"] > 0
+    assert kept_any and solved_any  # both paths taken (temperature 0.2: some prompts sure)
+    report = (ref / "report.md").read_text()
+    assert "solved prompts are left out" in report and "replay: 12 SFT conversations" in report
+
+    real = stage.train
+
+    def train(*a, hooks=(), **kw):
+        return real(*a, hooks=[*hooks, SignalAfterStep(4, signal.SIGINT)], **kw)
+
+    monkeypatch.setattr(stage, "train", train)
+    out = tmp_path / "run"
+    r = cli(capsys, "rs", "--from", policy, "--prompts", prompts, "--out", out, *extra,
+            "--save-every", "3")  # fmt: skip
+    monkeypatch.undo()
+    assert r.returncode == 130, r.stderr
+    r = cli(capsys, "rs", "--out", out, "--resume", "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert_same_weights(out / "checkpoints" / "step_6", ref / "checkpoints" / "step_6")
+    assert train_losses(out) == train_losses(ref)
+    for name in ("best.jsonl", "replay.jsonl"):
+        assert (out / "rs" / "iter-2" / name).read_bytes() == (
+            ref / "rs" / "iter-2" / name
+        ).read_bytes()
 
 
 @pytest.mark.slow
@@ -517,6 +623,18 @@ def _bad_cases(tmp: Path, policy: Path, prompts: Path, reward_run: Path):
             ["--from", policy, "--prompts", prompts, "--min-reward", "2"],
             ["no prompt's best sample reached --min-reward 2", "lower --min-reward"],
         ),
+        "skip solved without a min reward": (
+            ["--from", policy, "--prompts", prompts, "--skip-solved", "--min-reward", "none"],
+            ["skip_solved", "needs a --min-reward"],
+        ),
+        "skip solved with a reward model's auto floor": (
+            ["--from", policy, "--prompts", prompts, "--skip-solved", "--reward", reward_run],
+            ["skip_solved", "means none; give a number"],
+        ),
+        "replay without answers": (
+            ["--from", policy, "--prompts", prompts, "--replay", no_answer],
+            [f"{no_answer}:1", "matches no instruction"],
+        ),
     }
 
 
@@ -532,6 +650,9 @@ def _bad_cases(tmp: Path, policy: Path, prompts: Path, reward_run: Path):
         "prompts longer than the row",
         "no such reward run",
         "nothing reaches min reward",
+        "skip solved without a min reward",
+        "skip solved with a reward model's auto floor",
+        "replay without answers",
     ],
 )
 def test_bad_input_is_one_line_and_writes_nothing(

@@ -71,6 +71,8 @@ class _Prepared:
     reward: Any
     min_reward: float | None
     steps_per_iteration: int
+    replay: list[Any]  # SFT conversations mixed into each iteration's kept answers
+    replay_summary: str
 
 
 def rs(cfg: RSConfig, *, resume: bool = False) -> TrainResult:
@@ -80,7 +82,10 @@ def rs(cfg: RSConfig, *, resume: bool = False) -> TrainResult:
     # The step budget is known once the prompts are counted (`_prepare`): the spent-budget
     # check of a resume must not use a budget of the earlier session.
     check = dataclasses.replace(cfg, max_steps=None)
-    start = start_stage(check, resume=resume, need="transformer-decoder", inputs=policy_inputs(cfg))
+    from .sft import _recursive_root
+
+    inputs = (*policy_inputs(cfg), *(("replay", _recursive_root(p)) for p in cfg.replay))
+    start = start_stage(check, resume=resume, need="transformer-decoder", inputs=inputs)
     check_policy(start)
     # Before the lock: bad prompts, a wrong reward or a finished run leave the folder untouched.
     prep = _prepare(cfg, start)
@@ -126,6 +131,12 @@ def _prepare(cfg: RSConfig, start: StageStart) -> _Prepared:
         check_reward_unchanged(reward, start.resume.state.get("reward_model"))
     floor = parse_min_reward(cfg.min_reward)
     min_reward = reward.default_min if floor == "auto" else floor
+    if cfg.skip_solved and min_reward is None:
+        raise ConfigError(
+            "skip_solved", f"needs a --min-reward, and --min-reward auto with the reward "
+            f"{cfg.reward} means none; give a number"
+        )  # fmt: skip
+    replay, replay_summary = _read_replay(cfg)
     world = dist_info()[2]
     S = cfg.steps_per_iteration or default_steps(cfg, tok, prompts, prompt_ids, seq_len, world)
     if start.resume is not None:
@@ -142,7 +153,26 @@ def _prepare(cfg: RSConfig, start: StageStart) -> _Prepared:
     check_fits_memory(arch, mcfg, cfg.batch_size, seq_len, cfg.device)
     pad = tok.pad_id if tok.pad_id is not None else tok.eos_id
     return _Prepared(cfg, loop_cfg, arch, mcfg, tok, parent_sd, seq_len, pad, prompts, prompt_ids,
-                     summary, reward, min_reward, S)  # fmt: skip
+                     summary, reward, min_reward, S, replay, replay_summary)  # fmt: skip
+
+
+def _read_replay(cfg: RSConfig) -> tuple[list[Any], str]:
+    """The `--replay` conversations (those with an answer to train on) and a summary line."""
+    if not cfg.replay:
+        return [], ""
+    from ..data.instructions import read_instructions
+
+    got = read_instructions(cfg.replay, skip_bad_lines=cfg.skip_bad_lines)
+    convs = [c for c in got.conversations if c.has_assistant]
+    if not convs:
+        raise LmforgeError(
+            f"--replay {' '.join(cfg.replay)}: no conversation with an assistant answer to "
+            "train on; give SFT data (instruction records with their answers)"
+        )
+    return convs, (
+        f"replay: {len(convs):,} SFT conversations from {', '.join(cfg.replay)}, "
+        f"{cfg.replay_ratio:g} drawn per kept answer each iteration"
+    )
 
 
 def _run(p: _Prepared, ctx: Any, start: StageStart) -> TrainResult:
@@ -157,7 +187,7 @@ def _run(p: _Prepared, ctx: Any, start: StageStart) -> TrainResult:
     settings = SamplingSettings(
         n=cfg.n, temperature=cfg.temperature, top_p=cfg.top_p, top_k=cfg.top_k,
         max_new_tokens=cfg.max_new_tokens, batch_size=cfg.sample_batch_size, seed=cfg.seed,
-        min_reward=p.min_reward,
+        min_reward=p.min_reward, skip_solved=cfg.skip_solved,
     )  # fmt: skip
     batches = RejectionSamplingBatches(
         model, p.tok, p.prompts, p.prompt_ids, p.reward, settings,
@@ -165,6 +195,7 @@ def _run(p: _Prepared, ctx: Any, start: StageStart) -> TrainResult:
         grad_accum=cfg.grad_accum, batch_size=cfg.batch_size, seq_len=p.seq_len,
         pad_id=p.pad_id, seed=cfg.seed, run_dir=out, ctx=ctx,
         amp_dtype=resolve_dtype(cfg.dtype, ctx.device, model),
+        replay=p.replay, replay_ratio=cfg.replay_ratio,
     )  # fmt: skip
     if ctx.is_main:
         write_run_files(out, cfg, p.tok)
@@ -173,7 +204,9 @@ def _run(p: _Prepared, ctx: Any, start: StageStart) -> TrainResult:
         print0(
             f"rs: {p.arch} ({n_params / 1e6:.2f}M parameters{trainable_note(model)}), "
             f"{len(p.prompts):,} prompts × {cfg.n} samples (temperature {cfg.temperature:g}), "
-            f"reward: {p.reward.describe}, min reward {floor}; {cfg.iterations} iteration(s) × "
+            f"reward: {p.reward.describe}, min reward {floor}"
+            f"{', solved prompts left out' if cfg.skip_solved else ''}; "
+            f"{cfg.iterations} iteration(s) × "
             f"{p.steps_per_iteration} steps, batch {cfg.batch_size}×{cfg.grad_accum}×"
             f"{ctx.world_size} rows of {p.seq_len}; {origin}"
         )
@@ -196,7 +229,8 @@ def _run(p: _Prepared, ctx: Any, start: StageStart) -> TrainResult:
         write_rs_report(
             out, config=cfg, arch=p.arch, n_params=n_params, result=result,
             steps_per_iteration=p.steps_per_iteration, reward=p.reward.describe,
-            min_reward=p.min_reward, prompts_summary=p.prompts_summary, parent=parent_info,
+            min_reward=p.min_reward, parent=parent_info,
+            prompts_summary="\n".join(x for x in (p.prompts_summary, p.replay_summary) if x),
             wall_s=time.perf_counter() - t0,
         )  # fmt: skip
         print0(

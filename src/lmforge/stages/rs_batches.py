@@ -16,12 +16,15 @@ of the iteration is served, so every checkpoint of the iteration finds them):
   index, seed, text, reward, finish reason, new tokens, kept;
 * best.jsonl — the kept conversations in the messages format (`lmforge sft
   --data` reads it), with the reward and the prompt's fields;
+* replay.jsonl — with `--replay`: the SFT conversations drawn for this iteration
+  (`replay_ratio` per kept answer, seeded by the iteration), trained on together
+  with the kept ones so the policy's own answers do not wear away what SFT taught;
 * curve.json / curve.md / curve.png — best-of-n (max and median against n) and
   the iteration's summary (samples/s including scoring, kept, rewards).
 
 Resume is exact without sampling again: `state_dict()` is {iteration, served
-micro-batches, kept, the inner PackedChatBatches cursor}; `load_state_dict`
-re-reads the iteration's best.jsonl and puts the cursor back. Training always
+micro-batches, kept, replayed, the inner PackedChatBatches cursor}; `load_state_dict`
+re-reads the iteration's best.jsonl (and replay.jsonl) and puts the cursor back. Training always
 renders the conversations from their text (as best.jsonl holds them), so a
 resumed iteration trains on exactly the rows the uninterrupted one did.
 """
@@ -29,6 +32,7 @@ resumed iteration trains on exactly the rows the uninterrupted one did.
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -91,11 +95,30 @@ def _jsonl(rows: Sequence[dict[str, Any]]) -> str:
     return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
 
 
-def read_best(path: Path) -> list[dict[str, Any]]:
-    """best.jsonl as written (a resumed iteration trains on these)."""
+def replay_records(
+    pool: Sequence[Conversation], kept: int, ratio: float, seed: int, iteration: int
+) -> list[dict[str, Any]]:
+    """replay.jsonl's records: round(ratio × kept) of the SFT conversations (at most all),
+    a seeded draw without replacement that depends only on the seed and the iteration;
+    `replay_index` is the conversation's position in the --replay files as read."""
+    count = min(len(pool), round(ratio * kept))
+    picks = sorted(random.Random(f"rs-replay:{seed}:{iteration}").sample(range(len(pool)), count))
+    return [  # fmt: skip
+        {
+            "messages": pool[i].to_dicts(),
+            "task": pool[i].meta.get("task"),
+            "replay_index": i,
+            "replay": True,
+        }
+        for i in picks
+    ]
+
+
+def read_best(path: Path, what: str = "kept samples") -> list[dict[str, Any]]:
+    """best.jsonl (or replay.jsonl) as written (a resumed iteration trains on these)."""
     if not path.is_file():
         raise LmforgeError(
-            f"{path}: missing; the run cannot resume this iteration without its kept samples "
+            f"{path}: missing; the run cannot resume this iteration without its {what} "
             "(start over with --force)"
         )
     return [rec for _, rec in iter_jsonl(path)]
@@ -124,6 +147,8 @@ class RejectionSamplingBatches:
         ctx: Any = None,
         amp_dtype: torch.dtype | None = None,
         log: Callable[[str], None] = print0,
+        replay: Sequence[Conversation] = (),
+        replay_ratio: float = 1.0,
     ):
         self.model, self.tok, self.reward, self.settings = model, tok, reward, settings
         self.prompts, self.prompt_ids = list(prompts), [list(p) for p in prompt_ids]
@@ -138,7 +163,9 @@ class RejectionSamplingBatches:
         self.iteration = 0  # the iteration being served (0: none sampled yet)
         self.served = 0  # micro-batches served in it
         self.inner: Any = None  # PackedChatBatches over its kept conversations
+        self.replay_pool, self.replay_ratio = list(replay), replay_ratio
         self.kept: list[dict[str, Any]] = []
+        self.replayed: list[dict[str, Any]] = []  # this iteration's draw from replay_pool
         self.inner_stats: Any = None  # render stats of the kept conversations (data.sft)
 
     # --- the batch-source protocol ---------------------------------------------------
@@ -154,6 +181,7 @@ class RejectionSamplingBatches:
             "iteration": self.iteration,
             "served": self.served,
             "kept": len(self.kept),
+            "replayed": len(self.replayed),
             "inner": self.inner.state_dict() if self.inner is not None else None,
         }
 
@@ -163,14 +191,17 @@ class RejectionSamplingBatches:
             return
         if self.run_dir is None:
             raise LmforgeError("rejection sampling resumes from its run folder; none was given")
-        path = iteration_dir(self.run_dir, self.iteration) / "best.jsonl"
-        kept = read_best(path)
-        if len(kept) != int(state["kept"]):
-            raise LmforgeError(
-                f"{path}: holds {len(kept)} kept samples but the checkpoint was trained on "
-                f"{state['kept']}; the file was changed (start over with --force)"
-            )
-        self._serve(kept, path)
+        folder = iteration_dir(self.run_dir, self.iteration)
+        kept = read_best(folder / "best.jsonl")
+        want = int(state.get("replayed", 0))
+        replayed = read_best(folder / "replay.jsonl", "replayed SFT data") if want else []
+        for name, got, was in (("best", kept, state["kept"]), ("replay", replayed, want)):
+            if len(got) != int(was):
+                raise LmforgeError(
+                    f"{folder / name}.jsonl: holds {len(got)} conversations but the checkpoint "
+                    f"was trained on {was}; the file was changed (start over with --force)"
+                )
+        self._serve(kept, replayed, folder)
         self.inner.load_state_dict(state["inner"])
 
     # --- one iteration ---------------------------------------------------------------
@@ -186,42 +217,58 @@ class RejectionSamplingBatches:
         summary = round_summary(rnd, iteration, self.settings)
         curve = best_of_n_curve([r.rewards for r in rnd.results])
         kept = best_records(self.prompts, rnd)
+        replayed = (
+            replay_records(self.replay_pool, len(kept), self.replay_ratio, self.seed, iteration)
+            if self.replay_pool
+            else []
+        )
         folder = iteration_dir(self.run_dir, iteration) if self.run_dir is not None else None
         summary["curve_says"] = describe_curve(curve)
         self.log(_log_line(summary, self.iterations))
         if not kept:
             if self.writes:  # what was sampled stays readable (a resumed run keeps its folder)
-                self._write(folder, rnd, kept, curve, summary, iteration)
+                self._write(folder, rnd, kept, [], curve, summary, iteration)
+            solved = summary["solved"] if self.settings.skip_solved else 0
             raise LmforgeError(
                 f"rs iteration {iteration}: no prompt's best sample reached --min-reward "
-                f"{self.settings.min_reward:g} (0 of {len(rnd.results)} prompts, mean reward "
-                f"{_f(summary['mean_reward'])}); lower --min-reward, raise --n or "
+                f"{self.settings.min_reward:g} (0 of {len(rnd.results)} prompts kept"
+                + (f", {solved} solved by every sample left out by --skip-solved" if solved else "")
+                + f", mean reward {_f(summary['mean_reward'])}); lower --min-reward, raise --n or "
                 "--temperature, or start from a stronger policy"
             )
         self.iteration, self.served = iteration, 0
-        self._serve(kept, folder / "best.jsonl" if folder else None)
+        self._serve(kept, replayed, folder)
         stats = self.inner_stats
-        summary.update(trained=stats.kept, truncated=stats.truncated, too_long=stats.dropped)
+        summary.update(trained=stats.kept, truncated=stats.truncated, too_long=stats.dropped,
+                       replayed=len(replayed))  # fmt: skip
         if self.writes:  # before the iteration's first batch: its checkpoints find the files
-            self._write(folder, rnd, kept, curve, summary, iteration)
+            self._write(folder, rnd, kept, replayed, curve, summary, iteration)
 
-    def _write(self, folder: Path, rnd: Round, kept, curve, summary, iteration: int) -> None:
+    def _write(self, folder: Path, rnd: Round, kept, replayed, curve, summary, k: int) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         atomic_write_text(folder / "samples.jsonl", _jsonl(sample_records(self.prompts, rnd)))
         atomic_write_text(folder / "best.jsonl", _jsonl(kept))
-        title = f"rejection sampling, iteration {iteration}: best of n (N = {self.settings.n})"
+        if replayed:
+            atomic_write_text(folder / "replay.jsonl", _jsonl(replayed))
+        title = f"rejection sampling, iteration {k}: best of n (N = {self.settings.n})"
         write_curve(folder, curve, summary, title)
 
-    def _serve(self, kept: Sequence[dict[str, Any]], path: Path | None) -> None:
-        """The SFT batch source over the kept conversations, rendered from their text."""
+    def _serve(self, kept: Sequence[dict], replayed: Sequence[dict], folder: Path | None) -> None:
+        """The SFT batch source over the kept (and replayed) conversations, rendered from
+        their text; render stats count the kept ones only."""
         from ..data.sft import PackedChatBatches, render_examples
 
-        convs = [
-            Conversation.from_dicts(rec["messages"], {"where": f"{path}:{i + 1}"})
-            for i, rec in enumerate(kept)
-        ]
-        examples, stats = render_examples(self.tok, convs, self.seq_len)
-        self.kept, self.inner_stats = list(kept), stats
+        def convs(records: Sequence[dict], name: str) -> list[Conversation]:
+            return [
+                Conversation.from_dicts(rec["messages"], {"where": f"{folder}/{name}:{i + 1}"})
+                for i, rec in enumerate(records)
+            ]
+
+        examples, stats = render_examples(self.tok, convs(kept, "best.jsonl"), self.seq_len)
+        if replayed:
+            more, _ = render_examples(self.tok, convs(replayed, "replay.jsonl"), self.seq_len)
+            examples = [*examples, *more]
+        self.kept, self.replayed, self.inner_stats = list(kept), list(replayed), stats
         self.inner = PackedChatBatches(
             examples, self.batch_size, self.seq_len, pad_id=self.pad_id,
             seed=self.seed + self.iteration, rank=self.rank, world_size=self.world_size,
@@ -238,6 +285,8 @@ def _log_line(s: dict[str, Any], iterations: int) -> str:
         f"rs: iteration {s['iteration']}/{iterations}: {s['samples']:,} samples "
         f"({s['prompts']:,} prompts × {s['n']}) in {s['generate_s'] + s['score_s']:.1f} s, "
         f"{_f(s['samples_per_s'], '.1f')} samples/s including scoring; kept "
-        f"{s['kept']:,}/{s['prompts']:,} (min reward {floor}); mean reward "
+        f"{s['kept']:,}/{s['prompts']:,} (min reward {floor}"
+        + (f"; {s['solved']:,} solved by every sample left out" if s.get("skip_solved") else "")
+        + f"); mean reward "
         f"{_f(s['mean_reward'])}, mean best {_f(s['mean_best_reward'])}, max {_f(s['max_reward'])}"
     )

@@ -38,6 +38,24 @@ class RSConfig(PolicyStageConfig):
         "or auto (checker: 1, only correct answers; graded: 0.55, any right answer; reward "
         "model: none)",
     )
+    skip_solved: bool = field_(
+        False,
+        help="leave out the prompts the policy already solves: every one of the N samples "
+        "reaches --min-reward (its own sure answers teach it little; the hard prompts' right "
+        "answers are what it learns from); needs a min reward",
+    )
+    replay: list[str] = field_(
+        default_factory=list,
+        help="instruction files (as `lmforge sft --data` reads them) mixed into every "
+        "iteration's kept answers, so that fine-tuning on the policy's own answers does not "
+        "wear away what SFT taught",
+    )
+    replay_ratio: float = field_(
+        1.0,
+        help="replayed conversations per kept answer (a seeded draw per iteration, without "
+        "replacement, at most the whole --replay set)",
+        min=0.0,
+    )
     temperature: float = field_(1.0, help="sampling temperature (0: greedy)", min=0.0)
     max_new_tokens: int = field_(128, help="most tokens per sample", min=1)
     sample_batch_size: int = field_(
@@ -58,7 +76,11 @@ class RSConfig(PolicyStageConfig):
         # counted: the loop's "some budget must be set" rule holds by construction.
         PolicyStageConfig.validate(dataclasses.replace(self, max_steps=self.max_steps or 1))
         self.validate_sampling()
-        parse_min_reward(self.min_reward)
+        if self.skip_solved and parse_min_reward(self.min_reward) is None:
+            raise ConfigError(
+                "skip_solved", "needs a --min-reward (a prompt is solved when every sample "
+                "reaches it); give a number or auto with a checker reward"
+            )  # fmt: skip
 
 
 def parse_min_reward(spec: str) -> float | None | str:

@@ -31,16 +31,17 @@ def _num(v: Any, digits: int = 3) -> str:
 def iteration_table(summaries: list[dict[str, Any]]) -> str:
     """One row per iteration: samples, throughput, kept, rewards, the ends of the curve."""
     lines = [
-        "| iteration | samples | samples/s (with scoring) | new tokens/s | kept | mean reward "
-        "| mean best reward | E[max] at N | E[median] at N |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| iteration | samples | samples/s (with scoring) | new tokens/s | kept | solved by "
+        "all N | replayed | mean reward | mean best reward | E[max] at N | E[median] at N |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for s in summaries:
         end = s["curve"][-1] if s.get("curve") else {}
         lines.append(
             f"| {s['iteration']} | {s['samples']:,} | {_num(s.get('samples_per_s'), 1)} | "
             f"{_num(s.get('new_tokens_per_s'), 0)} | {s['kept']:,}/{s['prompts']:,} | "
-            f"{_num(s.get('mean_reward'))} | {_num(s.get('mean_best_reward'))} | "
+            f"{_num(s.get('solved'), 0)}{' (left out)' if s.get('skip_solved') else ''} | "
+            f"{_num(s.get('replayed', 0), 0)} | {_num(s.get('mean_reward'))} | {_num(s.get('mean_best_reward'))} | "
             f"{_num(end.get('max'))} | {_num(end.get('median'))} |"
         )
     return "\n".join(lines)
@@ -70,7 +71,15 @@ def write_rs_report(
         "",
         f"Policy from `{(parent or {}).get('run', '?')}` (step {(parent or {}).get('step', '?')}); "
         f"reward: {reward}; a prompt is trained on when its best sample scores at least "
-        f"{'-inf (all)' if min_reward is None else f'{min_reward:g}'}.",
+        f"{'-inf (all)' if min_reward is None else f'{min_reward:g}'}"
+        + (", unless every sample does (solved prompts are left out)" if config.skip_solved else "")
+        + (
+            f"; {config.replay_ratio:g} SFT conversations from --replay are trained on per kept "
+            "answer"
+            if config.replay
+            else ""
+        )
+        + ".",
         "",
         "## Result",
         "",
@@ -107,7 +116,8 @@ def write_rs_report(
             f"![best of n, iteration {k}]({RS_DIR}/iter-{k}/curve.png)",
             "",
             f"Every sample: `{RS_DIR}/iter-{k}/samples.jsonl`; kept: `{RS_DIR}/iter-{k}/best.jsonl`; "
-            f"the curve as a table: `{RS_DIR}/iter-{k}/curve.md`.",
+            + (f"replayed: `{RS_DIR}/iter-{k}/replay.jsonl`; " if s.get("replayed") else "")
+            + f"the curve as a table: `{RS_DIR}/iter-{k}/curve.md`.",
             "",
         ]
     lines += ["## Prompts", "", "```text", prompts_summary.strip(), "```", ""]

@@ -11,7 +11,8 @@ share of the prompts and the gathered round is the one a single process draws.
 
 `select_best(rewards, rng)` keeps the highest reward, ties broken by a seeded RNG
 (`tie_rng`: one per iteration and prompt); a prompt whose best is below
-``min_reward`` is not trained on.
+``min_reward`` is not trained on, nor, with ``skip_solved``, one whose every
+sample reaches it (the policy already solves it).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ class SamplingSettings:
     batch_size: int = 16
     seed: int = 0
     min_reward: float | None = None
+    skip_solved: bool = False  # a prompt whose every sample reaches min_reward is not kept
 
 
 @dataclass
@@ -58,6 +60,7 @@ class PromptResult:
     new_tokens: list[int]
     best: int = -1  # the chosen sample
     kept: bool = False  # the best reached min_reward: it becomes a training target
+    solved: bool = False  # every sample reached min_reward
 
 
 @dataclass
@@ -97,13 +100,17 @@ def select_best(rewards: Sequence[float], rng: random.Random) -> int:
 
 
 def choose(results: Sequence[PromptResult], settings: SamplingSettings, iteration: int) -> None:
-    """Mark each result's best sample and whether it is kept (`min_reward`)."""
+    """Mark each result's best sample, whether it is solved, and whether it is kept.
+
+    Kept: the best reaches `min_reward` (any best, without one), and with `skip_solved`
+    not every sample does. A NaN reward reaches nothing.
+    """
+    floor = settings.min_reward
     for r in results:
         r.best = select_best(r.rewards, tie_rng(settings.seed, iteration, r.index))
-        best = r.rewards[r.best]
-        r.kept = settings.min_reward is None or (
-            not math.isnan(best) and best >= settings.min_reward
-        )
+        reached = [floor is None or (not math.isnan(x) and x >= floor) for x in r.rewards]
+        r.solved = floor is not None and all(reached)
+        r.kept = reached[r.best] and not (settings.skip_solved and r.solved)
 
 
 def _generate(model, tok, prompt_ids, indices, settings, iteration, stops) -> list[PromptResult]:
@@ -203,6 +210,8 @@ def round_summary(rnd: Round, iteration: int, settings: SamplingSettings) -> dic
         "new_tokens_per_s": tokens / rnd.generate_s if rnd.generate_s > 0 else None,
         "stopped_by_length": sum(f == "length" for r in rnd.results for f in r.finish),
         "kept": len(rnd.kept),
+        "solved": sum(r.solved for r in rnd.results),
+        "skip_solved": settings.skip_solved,
         "min_reward": settings.min_reward,
         "mean_reward": sum(finite) / len(finite) if finite else None,
         "mean_best_reward": sum(best) / len(best) if best else None,
