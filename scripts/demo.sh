@@ -2,9 +2,9 @@
 # The main job, end to end with no downloads (run by `make demo`):
 #   built-in world -> BPE tokenizer -> token shards -> pretrain a small LLaMA on CPU
 #   -> SFT on the world's instruction tasks -> a reward model on the world's rated preference
-#   pairs -> one round of rejection sampling (best of 4, the checker as reward) -> a short
-#   PPO run on the world's tasks (checker rewards, value head, KL to the RS model) -> task
-#   accuracy after each stage (base, SFT, RS, PPO) -> a chat sample
+#   pairs -> one round of rejection sampling (best of 8, the checker as reward, SFT data
+#   replayed) -> a short PPO run on the world's tasks (checker rewards, value head, KL to the
+#   RS model) -> task accuracy after each stage (base, SFT, RS, PPO) -> a chat sample
 # Everything lands in $OUT (default: demo/); the run folders are $OUT/run, sft, rm, rs and ppo.
 # `make demo` now runs `lmforge recipe --recipe recipes/cpu-demo.yaml` (the same stages and
 # settings, resumable, with a report card); this script is the same chain spelled out verb by
@@ -58,10 +58,12 @@ lmforge reward train --from "$OUT/sft" --data "$OUT/world/preferences/train.json
   --lr 3e-4 --min-lr 3e-5 --warmup 10 --eval-every 1000
 lmforge eval reward --run "$OUT/rm" --data "$OUT/world/preferences/val.jsonl"
 
-step "8/11 rejection sampling: 4 answers per prompt, the best by the world's checker, fine-tuned on"
+step "8/11 rejection sampling: 8 answers per prompt, the best by the world's checker, fine-tuned on"
+# with 3 SFT conversations replayed per kept answer (docs/preferences.md)
 lmforge rs --from "$OUT/sft" --reward checker --prompts "$OUT/world/instructions/train.jsonl" \
-  --max-prompts "${DEMO_RS_PROMPTS:-1200}" --n 4 --iterations 1 \
-  --temperature 0.8 --max-new-tokens 96 --batch-size 16 --lr 1e-4 --min-lr 1e-5 --warmup 5 \
+  --max-prompts "${DEMO_RS_PROMPTS:-2400}" --n 8 --iterations 1 \
+  --temperature 0.7 --max-new-tokens 96 --replay "$OUT/world/instructions/train.jsonl" \
+  --replay-ratio 3 --steps-per-iteration 60 --batch-size 16 --lr 2e-4 --min-lr 2e-5 --warmup 5 \
   --out "$OUT/rs"
 
 step "9/11 PPO: answers sampled from the RS model, scored by the checker, a value head, GAE, KL to the RS model"
