@@ -217,11 +217,6 @@ class RejectionSamplingBatches:
         summary = round_summary(rnd, iteration, self.settings)
         curve = best_of_n_curve([r.rewards for r in rnd.results])
         kept = best_records(self.prompts, rnd)
-        replayed = (
-            replay_records(self.replay_pool, len(kept), self.replay_ratio, self.seed, iteration)
-            if self.replay_pool
-            else []
-        )
         folder = iteration_dir(self.run_dir, iteration) if self.run_dir is not None else None
         summary["curve_says"] = describe_curve(curve)
         self.log(_log_line(summary, self.iterations))
@@ -236,6 +231,11 @@ class RejectionSamplingBatches:
                 + f", mean reward {_f(summary['mean_reward'])}); lower --min-reward, raise --n or "
                 "--temperature, or start from a stronger policy"
             )
+        replayed = (
+            replay_records(self.replay_pool, len(kept), self.replay_ratio, self.seed, iteration)
+            if self.replay_pool
+            else []
+        )
         self.iteration, self.served = iteration, 0
         self._serve(kept, replayed, folder)
         stats = self.inner_stats

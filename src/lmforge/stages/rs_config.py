@@ -76,7 +76,8 @@ class RSConfig(PolicyStageConfig):
         # counted: the loop's "some budget must be set" rule holds by construction.
         PolicyStageConfig.validate(dataclasses.replace(self, max_steps=self.max_steps or 1))
         self.validate_sampling()
-        if self.skip_solved and parse_min_reward(self.min_reward) is None:
+        floor = parse_min_reward(self.min_reward)  # a bad value fails here, before any file
+        if self.skip_solved and floor is None:
             raise ConfigError(
                 "skip_solved", "needs a --min-reward (a prompt is solved when every sample "
                 "reaches it); give a number or auto with a checker reward"
