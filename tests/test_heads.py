@@ -165,3 +165,47 @@ def test_resize_bert_rnn_and_head_models():
     rm = WithScalarHead(base("gpt"))
     resize_token_embeddings(rm, 66)
     assert rm.config.vocab_size == 66 and rm(torch.tensor([[65, 3]])).shape == (1,)
+
+
+@pytest.mark.parametrize("arch", ["llama", "rnn"])
+def test_reward_lm_coef_adds_the_chosen_answers_mean_cross_entropy(arch):
+    """RewardObjective(lm_coef=λ): per pair, the ranking loss + λ · the mean cross-entropy
+    of the chosen answer under the base's own forward; rejected answers are not modelled."""
+    from lmforge.train.reward import RewardObjective, ranking_loss
+
+    model = WithScalarHead(base(arch)).eval()
+    g = torch.Generator().manual_seed(4)
+    prompts = [torch.randint(0, 61, (n,), generator=g) for n in (4, 6)]
+    answers = [torch.randint(0, 61, (n,), generator=g) for n in (3, 5, 2, 4)]  # c0 c1 r0 r1
+    rows = [torch.cat([prompts[i % 2], a]) for i, a in enumerate(answers)]
+    ids, _ = padded(rows, 12)
+    lengths = torch.tensor([len(r) for r in rows])
+    resp = torch.zeros(4, 12, dtype=torch.bool)
+    for i, a in enumerate(answers):
+        start = len(prompts[i % 2])
+        resp[i, start : start + len(a)] = True
+    batch = {"ids": ids, "lengths": lengths, "response_mask": resp,
+             "margin": torch.tensor([0.5, 0.0])}  # fmt: skip
+    plain = RewardObjective().compute_loss(model, batch)
+    out = RewardObjective(lm_coef=0.3).compute_loss(model, batch)
+    scores = model(ids, lengths=lengths)  # (4,)
+    expect = ranking_loss(scores[:2], scores[2:], batch["margin"])  # (2,)
+    torch.testing.assert_close(plain.loss_sum, expect.sum(), atol=1e-5, rtol=0)
+    nll = []
+    for b in range(2):  # the chosen rows alone, through the plain language model
+        logits, _ = model.base(rows[b][None])
+        start = len(prompts[b])
+        logp = torch.log_softmax(logits[0, start - 1 : -1].float(), -1)  # predicts the answer
+        nll.append(-logp.gather(1, answers[b][:, None]).mean())
+    torch.testing.assert_close(
+        out.loss_sum, (expect + 0.3 * torch.stack(nll)).sum(), atol=1e-5, rtol=0
+    )
+    torch.testing.assert_close(
+        out.metrics["chosen_nll"], torch.stack(nll).mean(), atol=1e-5, rtol=0
+    )
+    # The rejected answers' tokens do not enter the language-model term.
+    batch2 = {**batch, "ids": ids.clone()}
+    batch2["ids"][2, len(prompts[0])] = (ids[2, len(prompts[0])] + 1) % 61
+    d_rank = RewardObjective().compute_loss(model, batch2).loss_sum - plain.loss_sum
+    d_lm = RewardObjective(lm_coef=0.3).compute_loss(model, batch2).loss_sum - out.loss_sum
+    torch.testing.assert_close(d_lm, d_rank, atol=1e-5, rtol=0)

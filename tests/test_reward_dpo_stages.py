@@ -186,6 +186,38 @@ def test_reward_score_pairs_and_responses(rm_run, val_pairs, tmp_path, capsys):
     assert got == pytest.approx(want, abs=1e-5)
 
 
+def test_eval_reward_likelihood_ranks_by_the_policys_log_probabilities(
+    tiny_run, rm_run, val_pairs, tmp_path, capsys
+):
+    """--likelihood: each answer scores Σ log p(answer tokens, <|end|> included | before),
+    equal to a full log_softmax of the policy; a reward model is refused for it."""
+    from lmforge.data.preference_batches import render_response
+    from lmforge.tokenizers.chat import Conversation
+
+    out = tmp_path / "ll"
+    r = cli(capsys, "eval", "reward", "--run", tiny_run, "--likelihood", "--data", val_pairs,
+            "--out", out)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "likelihood" in (out / "results.md").read_text().splitlines()[0]
+    scores = [json.loads(x) for x in (out / "scores.jsonl").read_text().splitlines()]
+    run = load_run(tiny_run)
+    records = [json.loads(x) for x in Path(val_pairs).read_text().splitlines()]
+    assert len(scores) == len(records) == 8
+    for rec, got in zip(records, scores):
+        prompt = Conversation.from_dicts([{"role": "user", "content": rec["prompt"]}]).messages
+        for side in ("chosen", "rejected"):
+            ids, start = render_response(run.tokenizer, prompt, rec[side])
+            with torch.no_grad():
+                logits, _ = run.model(torch.tensor([ids]))
+            logp = torch.log_softmax(logits[0, :-1].float(), -1)  # (T-1, V): predicts ids[1:]
+            want = logp[torch.arange(start - 1, len(ids) - 1), ids[start:]].sum().item()
+            assert got[f"reward_{side}"] == pytest.approx(want, abs=1e-4)
+    r = cli(capsys, "eval", "reward", "--run", rm_run, "--likelihood", "--data", val_pairs,
+            "--out", tmp_path / "no")  # fmt: skip
+    assert_clean_error(r, "is a reward model", "--likelihood")
+    assert not (tmp_path / "no").exists()
+
+
 def test_reward_scores_do_not_depend_on_the_batch(rm_run):
     from lmforge.eval.reward_scores import score_responses
     from lmforge.tokenizers.chat import Message

@@ -29,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "the last token of prompt + answer, on pairs of --data (JSONL prompt/chosen/rejected "
         "with an optional margin or rating, chat-form message lists, HH-RLHF transcripts, "
         "rankings), with the loss -log σ(r_chosen - r_rejected - margin) (+ --center "
-        "c·(r_c + r_r)²). Both answers of a pair run in one forward. Writes a run folder like "
+        "c·(r_c + r_r)², + --lm-coef λ·the chosen answer's mean cross-entropy). Both answers of a pair run in one forward. Writes a run folder like "
         "the other stages (resumable, torchrun).",
     )
     add_stage_args(train, RewardConfig, "RewardConfig")
@@ -74,6 +74,11 @@ def register_eval(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--rating-table", default="llama2", help="llama2, llama2-large or a file")
     ev.add_argument("--batch-size", type=int, default=32, help="rows per forward")
     ev.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
+    ev.add_argument(
+        "--likelihood", action="store_true",
+        help="--run is a policy: rank each pair by its answers' log-probabilities (summed "
+        "over the answer tokens), the baseline a reward model should beat",
+    )  # fmt: skip
     ev.set_defaults(func=run_eval)
 
 
@@ -166,10 +171,12 @@ def run_eval(args: argparse.Namespace) -> int:
     check_out(out, force=args.force, made_here=is_reward_eval_folder, what="reward evaluation",
               inputs=inputs)  # fmt: skip
     got = read_preferences(args.data, fmt=args.fmt, rating_table=args.rating_table)
-    rm = open_reward_model(args.run, step=args.step, device=pick_device(args.device))
-    scores = score_pairs(rm.model, rm.tokenizer, got.pairs, batch_size=args.batch_size)
+    rm = open_reward_model(args.run, step=args.step, device=pick_device(args.device),
+                           likelihood=args.likelihood)  # fmt: skip
+    scores = score_pairs(rm.model, rm.tokenizer, got.pairs, batch_size=args.batch_size,
+                         likelihood=args.likelihood)  # fmt: skip
     about = {"run": str(args.run), "step": rm.step, "data": [str(p) for p in args.data],
-             "read": got.summary()}  # fmt: skip
+             "read": got.summary(), "score": "log-likelihood" if args.likelihood else "reward"}  # fmt: skip
     doc = write_reward_eval(out, scores, about)
     a = doc["accuracy"]
     print(f"eval reward: {got.summary()}")

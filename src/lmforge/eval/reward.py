@@ -90,13 +90,14 @@ def bucket_order(buckets: Sequence[str]) -> list[str]:
 
 
 def score_pairs(
-    model: Any, tok: Any, pairs: Sequence[Any], batch_size: int = 32
+    model: Any, tok: Any, pairs: Sequence[Any], batch_size: int = 32, likelihood: bool = False
 ) -> list[PairScore]:
-    """Both sides of every pair scored by the reward model."""
+    """Both sides of every pair scored by the reward model (with `likelihood`: by the
+    answer's log-probability under a language model)."""
     from .reward_scores import score_responses
 
     items = [(p.prompt, p.chosen) for p in pairs] + [(p.prompt, p.rejected) for p in pairs]
-    scores = score_responses(model, tok, items, batch_size=batch_size)
+    scores = score_responses(model, tok, items, batch_size=batch_size, likelihood=likelihood)
     n = len(pairs)
     out = []
     for p, c, r in zip(pairs, scores[:n], scores[n:]):
@@ -177,6 +178,11 @@ def results_markdown(res: dict[str, Any], about: dict[str, Any]) -> str:
         f"{res['pairs']:,} pairs, pairwise accuracy {cell(res['accuracy'])}.",
         "",
     ]
+    if about.get("score") == "log-likelihood":
+        lines[0] = "# Pairwise ranking by a language model's likelihood"
+        lines[-1:] = ["", "Each answer's reward is its summed log-probability under the run "
+                      "(`--likelihood`): σ of the difference is the calibration's confidence.",
+                      ""]  # fmt: skip
     titles = {"bucket": "margin bucket", **LABEL_FIELDS}
     for group, rows in res["by"].items():
         lines += [f"| {titles[group]} | accuracy (right/n) [95% CI] |", "| --- | --- |"]

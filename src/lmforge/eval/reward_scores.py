@@ -29,49 +29,113 @@ def pad_rows(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, 
     return ids, torch.tensor([len(r) for r in rows], dtype=torch.long)
 
 
+def _context(model: nn.Module) -> int | None:
+    return getattr(model, "max_seq_len", None) or getattr(model.config, "block_size", None)
+
+
+def _by_length(rows: Sequence[Sequence[int]], batch_size: int, fn) -> list[float]:
+    """`fn(indices)` -> one float per index, over batches of rows of similar length; the
+    results in the order of `rows` (sorting first keeps the padding of a batch small)."""
+    order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
+    out = [0.0] * len(rows)
+    for start in range(0, len(order), batch_size):
+        take = order[start : start + batch_size]
+        for i, s in zip(take, fn(take)):
+            out[i] = s
+    return out
+
+
 @torch.no_grad()
 def score_ids(
     model: nn.Module, rows: Sequence[Sequence[int]], *, pad_id: int, batch_size: int = 32
 ) -> list[float]:
     """The scalar head's score of each token row (any order; returned in the given order)."""
     device = next(model.parameters()).device
-    limit = getattr(model, "max_seq_len", None) or getattr(model.config, "block_size", None)
+    limit = _context(model)
     rows = [list(r)[-limit:] if limit else list(r) for r in rows]
-    order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
-    out = [0.0] * len(rows)
-    for start in range(0, len(order), batch_size):
-        take = order[start : start + batch_size]
+
+    def scores(take: list[int]) -> list[float]:
         ids, lengths = pad_rows([rows[i] for i in take], pad_id)
-        scores = model(ids.to(device), lengths=lengths.to(device)).float().cpu()  # (b,)
-        for i, s in zip(take, scores.tolist()):
-            out[i] = s
-    return out
+        return model(ids.to(device), lengths=lengths.to(device)).float().cpu().tolist()  # (b,)
+
+    return _by_length(rows, batch_size, scores)
+
+
+@torch.no_grad()
+def loglik_ids(
+    model: nn.Module,
+    rows: Sequence[Sequence[int]],
+    starts: Sequence[int],
+    *,
+    pad_id: int,
+    batch_size: int = 32,
+) -> list[float]:
+    """Σ log p(token | the tokens before it) over each row's answer, ``rows[i][starts[i]:]``,
+    under a plain language model (a row longer than the context keeps its last tokens)."""
+    device = next(model.parameters()).device
+    limit = _context(model)
+    cut = [max(0, len(r) - limit) if limit else 0 for r in rows]
+    rows = [list(r)[c:] for r, c in zip(rows, cut)]
+    starts = [max(1, s - c) for s, c in zip(starts, cut)]  # token 0 has no context
+
+    def logliks(take: list[int]) -> list[float]:
+        ids, _ = pad_rows([rows[i] for i in take], pad_id)  # (b, T)
+        targets = torch.full_like(ids, -100)  # position t predicts token t + 1
+        for b, i in enumerate(take):
+            targets[b, starts[i] - 1 : len(rows[i]) - 1] = ids[b, starts[i] : len(rows[i])]
+        _, nll = model(ids.to(device), targets=targets.to(device), targets_only=True,
+                       reduction="none")  # (N,) in row-major order  # fmt: skip
+        per_row = (targets != -100).sum(dim=1).tolist()
+        return [-float(x.sum()) for x in torch.split(nll.float().cpu(), per_row)]
+
+    return _by_length(rows, batch_size, logliks)
 
 
 def score_responses(
-    model: nn.Module, tok: Any, items: Sequence[tuple[Sequence[Any], str]], *, batch_size: int = 32
+    model: nn.Module,
+    tok: Any,
+    items: Sequence[tuple[Sequence[Any], str]],
+    *,
+    batch_size: int = 32,
+    likelihood: bool = False,
 ) -> list[float]:
-    """Reward of each (prompt messages, answer text) pair, in the order given."""
+    """Reward of each (prompt messages, answer text) pair, in the order given; with
+    `likelihood`, the answer's log-probability under `model`, a plain language model."""
     from ..data.preference_batches import render_response
 
-    rows = [render_response(tok, prompt, answer)[0] for prompt, answer in items]
+    rendered = [render_response(tok, prompt, answer) for prompt, answer in items]
+    rows = [ids for ids, _ in rendered]
     pad = tok.pad_id if tok.pad_id is not None else tok.eos_id
+    if likelihood:
+        starts = [start for _, start in rendered]
+        return loglik_ids(model, rows, starts, pad_id=pad, batch_size=batch_size)
     return score_ids(model, rows, pad_id=pad, batch_size=batch_size)
 
 
 def open_reward_model(
-    run: Any, *, step: int | None = None, device: str = "cpu", flag: str = "--run"
+    run: Any,
+    *,
+    step: int | None = None,
+    device: str = "cpu",
+    flag: str = "--run",
+    likelihood: bool = False,
 ):
-    """`load_run` of a reward-model run (a scalar head); a policy run is refused, saying so."""
+    """`load_run` of a reward-model run (a scalar head); a policy run is refused, saying so.
+    With `likelihood` the other way round: a policy run, whose log-probabilities score."""
+    from ..common import LmforgeError
     from ..models.heads import head_kind
     from ..runs import load_run
 
     opened = load_run(run, step=step, device=device, need="transformer-decoder")
-    if head_kind(opened.model) != "scalar":
-        from ..common import LmforgeError
-
+    if likelihood and head_kind(opened.model) is not None:
+        raise LmforgeError(
+            f"{flag} {run}: is a reward model (a scalar head); --likelihood scores with a "
+            "language model: give a policy run (pretrain, SFT, RS, DPO)"
+        )
+    if not likelihood and head_kind(opened.model) != "scalar":
         raise LmforgeError(
             f"{flag} {run}: is a policy run (a language model, no reward head), not a reward "
-            "model; train one with `lmforge reward train --from RUN --data PAIRS --out RM`"
+            "model; train one with `lmforge reward train --from RUN --data PAIRS --out RM`, "
+            "or rank pairs by the policy's own log-probabilities with --likelihood"
         )
     return opened

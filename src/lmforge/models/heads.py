@@ -114,9 +114,11 @@ class HeadModel(nn.Module):
     ):
         """Scores (B,) for ``kind="scalar"``, values (B, T) for ``kind="value"``.
 
-        ``targets`` (B, T), value kind only: one trunk pass gives both the critic and the
-        actor (PPO with a shared trunk): returns ``(values (B, T), logits (N, V))``, the
-        logits of the base's ``lm_head`` at the N positions whose target is not -100.
+        ``targets`` (B, T): one trunk pass gives the head's output and the language
+        model's logits too, ``(values (B, T) or scores (B,), logits (N, V))``, the logits
+        of the base's ``lm_head`` at the N positions whose target is not -100: PPO's
+        actor and critic on a shared trunk, or a reward model regularised by the
+        language-model loss on its chosen answers (``RewardObjective(lm_coef=...)``).
 
         ``attn_mask`` (B, T) marks real tokens (the base never attends to padding);
         ``lengths`` (B,) counts real tokens of right-padded rows (a scalar head reads
@@ -135,17 +137,26 @@ class HeadModel(nn.Module):
             values = self.head(h).squeeze(-1)  # (B, T)
             if targets is None:
                 return values
-            keep = (targets != -100).reshape(-1)  # (B*T,)
-            logits = self.base.lm_head(h.reshape(B * T, -1)[keep])  # (N, V)
-            return values, logits
-        if targets is not None:
-            raise ValueError("targets (actor logits) are for a value head's forward")
+            return values, self._target_logits(h, targets)
         last = last_token_index(T, lengths=lengths, attn_mask=attn_mask, device=ids.device)
         if last is None:
             h_last = h[:, -1]  # (B, C)
         else:
             h_last = h[torch.arange(B, device=ids.device), last]  # (B, C)
-        return self.head(h_last).squeeze(-1)  # (B,)
+        scores = self.head(h_last).squeeze(-1)  # (B,)
+        if targets is None:
+            return scores
+        return scores, self._target_logits(h, targets)
+
+    def _target_logits(self, h: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """(N, V) logits of the base's ``lm_head`` at the N positions of `targets` (B, T)
+        that are not -100, from the features `h` (B, T, C) the head also read."""
+        lm_head = getattr(self.base, "lm_head", None)
+        if lm_head is None or not self.causal:
+            raise ValueError("language-model logits need a decoder base with an lm_head")
+        B, T, C = h.shape
+        keep = (targets != -100).reshape(-1)  # (B*T,)
+        return lm_head(h.reshape(B * T, C)[keep])  # (N, V)
 
     def score_features(self, h: torch.Tensor) -> torch.Tensor:
         """The head applied to features (..., C) -> (...)."""

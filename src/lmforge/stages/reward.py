@@ -4,7 +4,8 @@ The second stage of the LLaMA-2 recipe. The parent run (`--from`: an SFT or
 pretrain run) gives the decoder; `models.heads.WithScalarHead` adds one linear
 layer reading the final hidden state at the last token of prompt + answer
 (the answer's ``<|end|>``), and `train.reward.RewardObjective` trains the
-margin ranking loss, with the optional reward-centering penalty (``--center``).
+margin ranking loss, with the optional reward-centering penalty (``--center``)
+and language-model regulariser (``--lm-coef``).
 The run folder is a run like any other: `load_run` gives the head model back,
 `lmforge reward score` and `lmforge eval reward` read it, `lmforge rs` and PPO
 use it as their reward.
@@ -15,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ..common import ConfigError
 from ..config import field_
 from ..train.loop import TrainResult
 from .pairwise import PairsPrepared, Stage, run_pairwise_stage
@@ -31,6 +33,11 @@ class RewardConfig(PairwiseConfig):
         0.0, help="reward-centering penalty c·(r_chosen + r_rejected)² (0: off; 0.01 is common)",
         min=0.0,
     )  # fmt: skip
+    lm_coef: float = field_(
+        0.0, help="weight of the chosen answers' language-model loss, kept beside the ranking "
+        "loss so the trunk keeps what the SFT model knew (GRM; 0: off)",
+        min=0.0,
+    )  # fmt: skip
 
 
 def _build(prep: PairsPrepared, ctx: Any, start: Any):
@@ -39,10 +46,12 @@ def _build(prep: PairsPrepared, ctx: Any, start: Any):
     from .base import build_stage_model
 
     cfg = prep.cfg
+    if cfg.lm_coef and prep.arch == "bert":
+        raise ConfigError("lm_coef", "needs a decoder (--from a GPT, LLaMA or RNN run), not bert")
     base, _ = build_stage_model(prep.arch, prep.mcfg, cfg.seed, prep.parent_sd, lora=cfg.lora)
     model = WithScalarHead(base)  # the head is new (and trainable, with --lora too)
     n_params = sum(w.numel() for w in {id(w): w for w in model.parameters()}.values())
-    return model, n_params, RewardObjective(center=cfg.center), {}
+    return model, n_params, RewardObjective(center=cfg.center, lm_coef=cfg.lm_coef), {}
 
 
 REWARD_STAGE = Stage(name=STAGE, head=True, build=_build)

@@ -11,6 +11,17 @@ second term (``center``, Eisenstein et al. 2023's reward centering, TRL's
 ``center_rewards_coefficient``) keeps rewards near 0, so a reward used in PPO
 has no arbitrary offset.
 
+The optional third term (``lm_coef``, Yang et al. 2024's generalizable reward
+model, GRM) adds the language-model loss of the chosen answers, a mean
+per-token cross-entropy per pair, read from the same trunk pass through the
+base's ``lm_head``::
+
+    + λ · (1/|y_c|) Σ_t -log p(y_c,t | x, y_c,<t)
+
+The ranking loss alone lets the trunk forget what the SFT model knew, and a
+reward model that must tell a right answer from a wrong one needs exactly
+that knowledge (docs/preferences.md measures it on the world's pairs).
+
 Batches come from `lmforge.data.preference_batches.PreferenceBatches`: chosen
 rows then rejected rows, both sides of every pair in one forward. The loss is
 summed over pairs and `n_tokens` counts pairs, so the loop averages over the
@@ -27,6 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .logprobs import IGNORE, shifted_targets
 from .objective import LossOutput
 
 
@@ -47,22 +59,47 @@ def ranking_loss(
     return loss
 
 
+def pair_rewards_and_chosen_nll(
+    model: nn.Module, batch: dict[str, Any]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(chosen, rejected) scores, each (B,), and the chosen answers' mean per-token
+    cross-entropy (B,), all from one forward over the 2B rows of `batch`."""
+    ids, mask = batch["ids"], batch["response_mask"]  # (2B, T), (2B, T)
+    B = batch["margin"].shape[0]
+    targets = shifted_targets(ids, mask)  # (2B, T)
+    targets[B:] = IGNORE  # only the chosen answers are language-modelled
+    scores, logits = model(ids, lengths=batch["lengths"], targets=targets)  # (2B,), (N, V)
+    keep = targets != IGNORE  # (2B, T)
+    nll = F.cross_entropy(logits.float(), targets[keep], reduction="none")  # (N,)
+    rows = torch.arange(2 * B, device=ids.device)[:, None].expand_as(keep)[keep]  # (N,)
+    total = torch.zeros(2 * B, device=nll.device).index_add_(0, rows, nll)[:B]  # (B,)
+    count = keep.sum(dim=1)[:B].clamp(min=1)  # (B,)
+    return scores[:B], scores[B:], total / count
+
+
 class RewardObjective:
     """Summed ranking loss over the pairs of a micro-batch; metrics are per-pair means."""
 
     count_unit = "pairs"  # n_tokens counts pairs (the progress bar says pairs_s)
 
-    def __init__(self, center: float = 0.0):
+    def __init__(self, center: float = 0.0, lm_coef: float = 0.0):
         self.center = float(center)
+        self.lm_coef = float(lm_coef)
 
     def compute_loss(self, model: nn.Module, batch: dict[str, Any]) -> LossOutput:
-        r_c, r_r = pair_rewards(model, batch)  # (B,), (B,)
-        loss = ranking_loss(r_c, r_r, batch["margin"], self.center)  # (B,)
+        metrics: dict[str, torch.Tensor] = {}
+        if self.lm_coef:
+            r_c, r_r, nll = pair_rewards_and_chosen_nll(model, batch)  # (B,) each
+            loss = ranking_loss(r_c, r_r, batch["margin"], self.center) + self.lm_coef * nll
+            metrics["chosen_nll"] = nll.detach().mean()
+        else:
+            r_c, r_r = pair_rewards(model, batch)  # (B,), (B,)
+            loss = ranking_loss(r_c, r_r, batch["margin"], self.center)  # (B,)
         with torch.no_grad():
             diff = (r_c - r_r).float()
-            metrics = {
-                "acc": (diff > 0).float().mean(),
-                "reward_gap": diff.mean(),
-                "reward_mean": 0.5 * (r_c + r_r).float().mean(),
-            }
+            metrics.update(
+                acc=(diff > 0).float().mean(),
+                reward_gap=diff.mean(),
+                reward_mean=0.5 * (r_c + r_r).float().mean(),
+            )
         return LossOutput(loss.sum(), loss.numel(), metrics)
