@@ -209,3 +209,41 @@ def test_reward_lm_coef_adds_the_chosen_answers_mean_cross_entropy(arch):
     d_rank = RewardObjective().compute_loss(model, batch2).loss_sum - plain.loss_sum
     d_lm = RewardObjective(lm_coef=0.3).compute_loss(model, batch2).loss_sum - out.loss_sum
     torch.testing.assert_close(d_lm, d_rank, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("arch", ["llama", "rnn"])
+def test_likelihood_head_scores_beta_times_the_answers_mean_log_probability(arch, tmp_path):
+    """kind="likelihood": w · mean_t log p(answer_t | before) + b, w starting at `scale`,
+    computed from the base's own logits; padding and the prompt's tokens change nothing
+    but the context; the head survives save/load and a bert base is refused."""
+    model = HeadModel(base(arch), "likelihood", scale=2.5).eval()
+    assert model.head.weight.item() == 2.5 and model.head.bias.item() == 0.0
+    g = torch.Generator().manual_seed(7)
+    prompts = [torch.randint(0, 61, (n,), generator=g) for n in (5, 3)]
+    answers = [torch.randint(0, 61, (n,), generator=g) for n in (4, 6)]
+    rows = [torch.cat([p, a]) for p, a in zip(prompts, answers)]
+    ids, real = padded(rows, 12)
+    resp = torch.zeros(2, 12, dtype=torch.bool)
+    for b, p in enumerate(prompts):
+        resp[b, len(p) : len(rows[b])] = True
+    scores = model(ids, lengths=real.sum(1), response_mask=resp)  # (2,)
+    expect = []
+    for b in range(2):
+        logits, _ = model.base(rows[b][None])
+        logp = torch.log_softmax(logits[0, len(prompts[b]) - 1 : -1].float(), -1)
+        expect.append(2.5 * logp.gather(1, answers[b][:, None]).mean())
+    torch.testing.assert_close(scores, torch.stack(expect), atol=1e-5, rtol=0)
+    other = ids.clone()
+    other[~real] = 3  # another padding token
+    torch.testing.assert_close(model(other, response_mask=resp), scores, atol=1e-6, rtol=0)
+    with pytest.raises(ValueError, match="response_mask"):
+        model(ids)
+    with torch.no_grad():
+        model.head.weight.fill_(1.25)
+        model.head.bias.fill_(0.5)
+    save_model(model, tmp_path / "m.safetensors")
+    back = load_model(tmp_path / "m.safetensors").eval()
+    assert head_kind(back) == "likelihood"
+    torch.testing.assert_close(back(ids, response_mask=resp), 0.5 * scores + 0.5, atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="decoder"):
+        HeadModel(base("bert"), "likelihood")

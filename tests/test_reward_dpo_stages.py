@@ -28,7 +28,7 @@ from test_pretrain_helpers import (  # noqa: F401 (fixtures)
     tiny_shards,
 )
 
-from lmforge.models.heads import head_kind
+from lmforge.models.heads import HeadModel, head_kind
 from lmforge.runs import load_run
 from lmforge.runs.checkpoint import latest_checkpoint
 
@@ -138,6 +138,54 @@ def test_reward_model_learns_to_rank_the_training_pairs(tiny_run, pairs, tmp_pat
             c, rj = pair_rewards(run.model, b)
             right, n = right + int((c > rj).sum()), n + len(c)
     assert right / n >= 0.9, right / n
+
+
+def test_likelihood_reward_model_trains_scores_and_is_a_reward_model(tiny_run, pairs, val_pairs,
+                                                                     tmp_path, capsys):  # fmt: skip
+    """`reward train --head likelihood`: the score is w · the answer's mean log-probability;
+    it starts where the parent's likelihood ranks (w = --beta), training raises the training
+    pairs' accuracy, and the run is a reward model everywhere (eval, score; not a policy)."""
+    from lmforge.data.preference_batches import PreferenceBatches, render_pairs
+    from lmforge.data.preferences import read_preferences
+    from lmforge.train.logprobs import sequence_logps
+    from lmforge.train.reward import pair_rewards
+
+    out = tmp_path / "lik"
+    r = cli(capsys, "reward", "train", "--from", tiny_run, "--data", pairs, "--out", out,
+            "--head", "likelihood", "--beta", "3", *COMMON, "--max-steps", "30", "--lr", "3e-3",
+            "--save-every", "0", "--val-fraction", "0")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    run, parent = load_run(out), load_run(tiny_run)
+    assert head_kind(run.model) == "likelihood" and run.stage == "reward"
+    got, _ = render_pairs(run.tokenizer, read_preferences([str(pairs)]).pairs, 48)
+    (batch,) = PreferenceBatches(got, len(got), pad_id=run.tokenizer.pad_id).eval_batches()
+    with torch.no_grad():
+        mask = batch["response_mask"]
+        start = sequence_logps(parent.model, batch["ids"], mask) / mask[:, 1:].sum(1)  # (2B,)
+        fresh = HeadModel(parent.model, "likelihood", scale=3.0)
+        torch.testing.assert_close(torch.cat(pair_rewards(fresh, batch)), 3.0 * start,
+                                   atol=1e-4, rtol=0)  # fmt: skip
+        c, rj = pair_rewards(run.model, batch)
+        B = len(c)
+    before = (start[:B] > start[B:]).float().mean().item()
+    after = (c > rj).float().mean().item()
+    assert after >= 0.9 and after > before, (before, after)
+    ev = cli(capsys, "eval", "reward", "--run", out, "--data", val_pairs, "--out", tmp_path / "ev")
+    assert ev.returncode == 0, ev.stderr
+    assert json.loads((tmp_path / "ev" / "results.json").read_text())["pairs"] == 8
+    sc = cli(capsys, "reward", "score", "--run", out, "--data", val_pairs,
+             "--out", tmp_path / "s.jsonl")  # fmt: skip
+    assert sc.returncode == 0, sc.stderr
+    assert len((tmp_path / "s.jsonl").read_text().splitlines()) == 8
+    r = cli(capsys, "dpo", "--from", out, "--data", pairs, "--out", tmp_path / "d", *COMMON)
+    assert_clean_error(r, "is a reward model", "policy run")
+    r = cli(capsys, "eval", "reward", "--run", out, "--likelihood", "--data", val_pairs,
+            "--out", tmp_path / "e")  # fmt: skip
+    assert_clean_error(r, "likelihood head", "policy run")
+    r = cli(capsys, "reward", "train", "--from", tiny_run, "--data", pairs, "--out",
+            tmp_path / "f", "--head", "likelihood", "--lm-coef", "0.1", *COMMON)  # fmt: skip
+    assert_clean_error(r, "lm_coef")
+    assert not any((tmp_path / n).exists() for n in "def")
 
 
 def test_eval_reward_writes_accuracy_by_bucket_and_calibration(rm_run, val_pairs, tmp_path, capsys):

@@ -29,8 +29,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "the last token of prompt + answer, on pairs of --data (JSONL prompt/chosen/rejected "
         "with an optional margin or rating, chat-form message lists, HH-RLHF transcripts, "
         "rankings), with the loss -log σ(r_chosen - r_rejected - margin) (+ --center "
-        "c·(r_c + r_r)², + --lm-coef λ·the chosen answer's mean cross-entropy). Both answers of a pair run in one forward. Writes a run folder like "
-        "the other stages (resumable, torchrun).",
+        "c·(r_c + r_r)², + --lm-coef λ·the chosen answer's mean cross-entropy). With --head "
+        "likelihood the score is instead a learned scale (from --beta) on the answer's mean "
+        "log-probability under the run's own language model (SimPO's reward). Both answers "
+        "of a pair run in one forward. Writes a run folder like the other stages "
+        "(resumable, torchrun).",
     )
     add_stage_args(train, RewardConfig, "RewardConfig")
     train.set_defaults(func=run_train)

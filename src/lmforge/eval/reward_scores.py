@@ -19,6 +19,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..models.heads import head_kind, is_reward_model
+
 
 def pad_rows(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(ids (B, T) right-padded with `pad_id`, lengths (B,)) of token lists."""
@@ -47,16 +49,34 @@ def _by_length(rows: Sequence[Sequence[int]], batch_size: int, fn) -> list[float
 
 @torch.no_grad()
 def score_ids(
-    model: nn.Module, rows: Sequence[Sequence[int]], *, pad_id: int, batch_size: int = 32
+    model: nn.Module,
+    rows: Sequence[Sequence[int]],
+    *,
+    pad_id: int,
+    batch_size: int = 32,
+    starts: Sequence[int] | None = None,
 ) -> list[float]:
-    """The scalar head's score of each token row (any order; returned in the given order)."""
+    """The reward head's score of each token row (any order; returned in the given order).
+
+    `starts`: where each row's answer begins (a likelihood head scores those tokens;
+    required for one, ignored by a scalar head)."""
     device = next(model.parameters()).device
     limit = _context(model)
-    rows = [list(r)[-limit:] if limit else list(r) for r in rows]
+    cut = [max(0, len(r) - limit) if limit else 0 for r in rows]
+    rows = [list(r)[c:] for r, c in zip(rows, cut)]
+    if starts is None:
+        if head_kind(model) == "likelihood":
+            raise ValueError("a likelihood head scores the answer: pass starts")
+        starts = [0] * len(rows)
+    starts = [max(1, s - c) for s, c in zip(starts, cut)]  # token 0 has no context
 
     def scores(take: list[int]) -> list[float]:
-        ids, lengths = pad_rows([rows[i] for i in take], pad_id)
-        return model(ids.to(device), lengths=lengths.to(device)).float().cpu().tolist()  # (b,)
+        ids, lengths = pad_rows([rows[i] for i in take], pad_id)  # (b, T), (b,)
+        cols = torch.arange(ids.shape[1])[None, :]
+        first = torch.tensor([starts[i] for i in take])[:, None]
+        answer = (cols >= first) & (cols < lengths[:, None])  # (b, T)
+        out = model(ids.to(device), lengths=lengths.to(device), response_mask=answer.to(device))
+        return out.float().cpu().tolist()  # (b,)
 
     return _by_length(rows, batch_size, scores)
 
@@ -106,10 +126,10 @@ def score_responses(
     rendered = [render_response(tok, prompt, answer) for prompt, answer in items]
     rows = [ids for ids, _ in rendered]
     pad = tok.pad_id if tok.pad_id is not None else tok.eos_id
+    starts = [start for _, start in rendered]
     if likelihood:
-        starts = [start for _, start in rendered]
         return loglik_ids(model, rows, starts, pad_id=pad, batch_size=batch_size)
-    return score_ids(model, rows, pad_id=pad, batch_size=batch_size)
+    return score_ids(model, rows, pad_id=pad, batch_size=batch_size, starts=starts)
 
 
 def open_reward_model(
@@ -120,19 +140,19 @@ def open_reward_model(
     flag: str = "--run",
     likelihood: bool = False,
 ):
-    """`load_run` of a reward-model run (a scalar head); a policy run is refused, saying so.
+    """`load_run` of a reward-model run (a scalar or likelihood head); a policy run is
+    refused, saying so.
     With `likelihood` the other way round: a policy run, whose log-probabilities score."""
     from ..common import LmforgeError
-    from ..models.heads import head_kind
     from ..runs import load_run
 
     opened = load_run(run, step=step, device=device, need="transformer-decoder")
     if likelihood and head_kind(opened.model) is not None:
         raise LmforgeError(
-            f"{flag} {run}: is a reward model (a scalar head); --likelihood scores with a "
-            "language model: give a policy run (pretrain, SFT, RS, DPO)"
+            f"{flag} {run}: is a reward model (a {head_kind(opened.model)} head); --likelihood "
+            "scores with a language model: give a policy run (pretrain, SFT, RS, DPO)"
         )
-    if not likelihood and head_kind(opened.model) != "scalar":
+    if not likelihood and not is_reward_model(opened.model):
         raise LmforgeError(
             f"{flag} {run}: is a policy run (a language model, no reward head), not a reward "
             "model; train one with `lmforge reward train --from RUN --data PAIRS --out RM`, "

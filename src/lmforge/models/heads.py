@@ -10,6 +10,14 @@ LLaMA and RNN models; BERT's ``encode``):
   padding, and for decoders left padding too). ``forward(ids, ...) -> (B,)``.
 * ``kind="value"`` (PPO critic): one value per position. ``forward(ids, ...) ->
   (B, T)``.
+* ``kind="likelihood"`` (a reward model whose feature is the base's own language
+  model): the answer's mean per-token log-probability under the base's
+  ``lm_head``, through a linear head of width 1, ``w · (1/|y|) Σ_t log p(y_t | x,
+  y_<t) + b`` (w starts at ``scale``, SimPO's β; b at 0). It needs to know
+  which tokens are the answer: ``forward(ids, response_mask=...) -> (B,)``. A
+  reward model that starts where the SFT model's likelihood already ranks pairs
+  (docs/preferences.md) and that the ranking loss trains as SimPO trains a policy
+  (Meng et al. 2024), with no reference model.
 
 ``WithScalarHead(base)`` and ``WithValueHead(base)`` are the two kinds by name.
 
@@ -34,10 +42,12 @@ import math
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from .masks import last_token_index
 
-HEAD_KINDS = ("scalar", "value")
+HEAD_KINDS = ("scalar", "value", "likelihood")
+REWARD_KINDS = ("scalar", "likelihood")  # the kinds that score whole (prompt, answer) rows
 
 
 def feature_size(base: nn.Module) -> int:
@@ -54,15 +64,18 @@ def base_features(base: nn.Module, ids: torch.Tensor, **kwargs) -> torch.Tensor:
 class HeadModel(nn.Module):
     """A base model plus a scalar (per-sequence) or value (per-position) linear head."""
 
-    def __init__(self, base: nn.Module, kind: str = "scalar"):
+    def __init__(self, base: nn.Module, kind: str = "scalar", *, scale: float = 1.0):
         super().__init__()
         if kind not in HEAD_KINDS:
             raise ValueError(f"head kind must be one of {', '.join(HEAD_KINDS)}, got {kind!r}")
         base = getattr(base, "_orig_mod", base)
         self.kind = kind
         self.base = base
-        d = feature_size(base)
+        if kind == "likelihood" and arch_is_bert(base):
+            raise ValueError("a likelihood head needs a decoder base with an lm_head")
+        d = 1 if kind == "likelihood" else feature_size(base)
         ref = next(base.parameters())
+        self.scale = float(scale)
         self.head = nn.Linear(d, 1, device=ref.device, dtype=ref.dtype)
         self.reset_head()
 
@@ -71,9 +84,12 @@ class HeadModel(nn.Module):
         """Scalar: weight ~ N(0, 1/sqrt(d_model + 1)), bias 0 (lm-human-preferences' reward
         head). Value: all zeros (lm-human-preferences' value head), so the critic starts
         predicting 0 — at the scale of a reward — rather than unit-scale noise, which
-        would dominate the first iterations' advantages."""
+        would dominate the first iterations' advantages. Likelihood: weight `scale`,
+        so the first scores are β times the answers' mean log-probability."""
         d = self.head.in_features
-        if self.kind == "value":
+        if self.kind == "likelihood":
+            nn.init.constant_(self.head.weight, self.scale)
+        elif self.kind == "value":
             nn.init.zeros_(self.head.weight)
         else:
             nn.init.normal_(self.head.weight, 0.0, 1.0 / math.sqrt(d + 1))
@@ -82,9 +98,7 @@ class HeadModel(nn.Module):
     @property
     def causal(self) -> bool:
         """Whether the base attends only backwards (every decoder; not BERT)."""
-        from .registry import arch_of
-
-        return arch_of(self.base) != "bert"
+        return not arch_is_bert(self.base)
 
     # The base's config is the model's config: arch_of / config_to_dict / info see the base.
     @property
@@ -111,8 +125,13 @@ class HeadModel(nn.Module):
         position_ids: torch.Tensor | None = None,
         doc_ids: torch.Tensor | None = None,
         targets: torch.Tensor | None = None,
+        response_mask: torch.Tensor | None = None,
     ):
-        """Scores (B,) for ``kind="scalar"``, values (B, T) for ``kind="value"``.
+        """Scores (B,) for ``kind="scalar"`` and ``"likelihood"``, values (B, T) for
+        ``kind="value"``.
+
+        ``response_mask`` (B, T) marks the answer's tokens: what a likelihood head
+        scores (required there; the other kinds ignore it).
 
         ``targets`` (B, T): one trunk pass gives the head's output and the language
         model's logits too, ``(values (B, T) or scores (B,), logits (N, V))``, the logits
@@ -126,6 +145,12 @@ class HeadModel(nn.Module):
         ``position_ids`` / ``doc_ids`` go to the base as in ``GPT.forward``.
         """
         B, T = ids.shape
+        if self.kind == "likelihood":
+            if targets is not None:
+                raise ValueError("a likelihood head gives no separate language-model logits")
+            if response_mask is None:
+                raise ValueError("a likelihood head scores the answer: pass response_mask")
+            return self._likelihood_scores(ids, response_mask, attn_mask, position_ids, doc_ids)
         if lengths is not None and attn_mask is None and self.kind == "scalar" and not self.causal:
             # Right padding from lengths: an encoder needs the mask to hide the padding
             # keys; a causal base never attends forward, so real positions cannot see
@@ -147,6 +172,21 @@ class HeadModel(nn.Module):
         if targets is None:
             return scores
         return scores, self._target_logits(h, targets)
+
+    def _likelihood_scores(self, ids, response_mask, attn_mask, position_ids, doc_ids):
+        """(B,) the head applied to each row's mean answer log-probability."""
+        B, T = ids.shape
+        mask = response_mask.bool()  # (B, T); token 0 has no context and never counts
+        targets = torch.full_like(ids, -100)  # position t predicts token t + 1
+        targets[:, :-1] = torch.where(mask[:, 1:], ids[:, 1:], -100)
+        h = self.features(ids, attn_mask=attn_mask, position_ids=position_ids, doc_ids=doc_ids)
+        keep = targets != -100  # (B, T)
+        logits = self._target_logits(h, targets)  # (N, V)
+        logp = -F.cross_entropy(logits.float(), targets[keep], reduction="none")  # (N,)
+        rows = torch.arange(B, device=ids.device)[:, None].expand_as(keep)[keep]  # (N,)
+        total = torch.zeros(B, device=ids.device).index_add_(0, rows, logp)  # (B,)
+        mean = total / keep.sum(dim=1).clamp(min=1)  # (B,) mean log p of the answer's tokens
+        return self.head(mean.to(self.head.weight.dtype)[:, None]).squeeze(-1)  # (B,)
 
     def _target_logits(self, h: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """(N, V) logits of the base's ``lm_head`` at the N positions of `targets` (B, T)
@@ -171,6 +211,17 @@ def WithScalarHead(base: nn.Module) -> HeadModel:  # noqa: N802 (a constructor b
 def WithValueHead(base: nn.Module) -> HeadModel:  # noqa: N802
     """A PPO value model: `base` + a value head (one value per position)."""
     return HeadModel(base, "value")
+
+
+def arch_is_bert(base: nn.Module) -> bool:
+    from .registry import arch_of
+
+    return arch_of(base) == "bert"
+
+
+def is_reward_model(model: nn.Module) -> bool:
+    """Whether `model` scores (prompt, answer) rows: a scalar or likelihood head."""
+    return head_kind(model) in REWARD_KINDS
 
 
 def head_kind(model: nn.Module) -> str | None:

@@ -75,13 +75,13 @@ class PairsPrepared:
 
 def check_parent_role(start: StageStart, stage: Stage) -> None:
     """A reward run is not a policy and a policy is not a reward model: say which is which."""
-    from ..models.heads import head_kind
+    from ..models.heads import REWARD_KINDS, head_kind
 
     if start.parent is None:
         return
     kind = head_kind(start.parent.model)
     where = start.parent.path
-    if kind == "scalar" and not stage.head:
+    if kind in REWARD_KINDS and not stage.head:
         raise LmforgeError(
             f"--from {where}: is a reward model (it scores text, it does not generate); "
             f"`lmforge {stage.name}` needs a policy run (pretrain or sft) to start from"

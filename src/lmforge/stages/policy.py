@@ -74,12 +74,12 @@ def policy_inputs(cfg: PolicyStageConfig) -> tuple[tuple[str, str], ...]:
 
 def check_policy(start: StageStart) -> None:
     """`--from` must be a policy: a reward model scores text, it does not generate it."""
-    from ..models.heads import head_kind
+    from ..models.heads import REWARD_KINDS, head_kind
 
     if start.parent is None:
         return
     kind = head_kind(start.parent.model)
-    if kind == "scalar":
+    if kind in REWARD_KINDS:
         raise LmforgeError(
             f"--from {start.parent.path}: is a reward model (it scores text, it does not "
             "generate); this stage needs a policy run (sft or pretrain) to sample from; give the "

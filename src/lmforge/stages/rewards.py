@@ -103,9 +103,9 @@ def graded_reward(prompts: Sequence[Any]) -> Reward:
 
 
 def model_reward(path: str, *, batch_size: int = 32) -> Reward:
-    """A reward-model run (a scalar head) scoring with its own tokenizer."""
+    """A reward-model run (a scalar or likelihood head) scoring with its own tokenizer."""
     from ..eval.reward_scores import score_responses
-    from ..models.heads import head_kind
+    from ..models.heads import head_kind, is_reward_model
     from ..runs import load_run, parent_record
 
     if not Path(path).exists():
@@ -115,8 +115,8 @@ def model_reward(path: str, *, batch_size: int = 32) -> Reward:
         )
     run = load_run(path, need="transformer-decoder")
     kind = head_kind(run.model)
-    if kind != "scalar":
-        what = "a policy run (no scalar head)" if kind is None else f"a run with a {kind} head"
+    if not is_reward_model(run.model):
+        what = "a policy run (no reward head)" if kind is None else f"a run with a {kind} head"
         raise LmforgeError(
             f"--reward {path}: is {what}; train a reward model with `lmforge reward train` "
             "or use --reward checker"

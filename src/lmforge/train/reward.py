@@ -1,6 +1,8 @@
 """The reward model's pairwise objective: LLaMA-2's ranking loss with a margin.
 
-Per pair, with r = the scalar head's score of prompt + answer::
+Per pair, with r = the head's score of prompt + answer (a scalar head on the last
+token's hidden state, or a likelihood head: w times the answer's mean
+log-probability under the trunk's own language model, SimPO's reward)::
 
     loss = -log σ(r(x, y_chosen) - r(x, y_rejected) - m) + c · (r_chosen + r_rejected)²
 
@@ -44,7 +46,8 @@ from .objective import LossOutput
 
 def pair_rewards(model: nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
     """(chosen, rejected) scores, each (B,), from one forward over the 2B rows of `batch`."""
-    scores = model(batch["ids"], lengths=batch["lengths"])  # (2B,)
+    # response_mask: what a likelihood head scores (a scalar head reads position lengths-1)
+    scores = model(batch["ids"], lengths=batch["lengths"], response_mask=batch["response_mask"])
     B = batch["margin"].shape[0]
     return scores[:B], scores[B:]
 
