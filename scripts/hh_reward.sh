@@ -5,7 +5,8 @@
 #   the train transcripts (chosen and rejected: the text it will judge) -> reward train on
 #   the train pairs -> eval reward on the held-out pairs.
 # Nothing of the held-out 20% is seen by the tokenizer, the pretraining or the reward model.
-# Usage: scripts/hh_reward.sh [OUT] (default hh/); HH_PRETRAIN_STEPS, HH_RM_EPOCHS.
+# Usage: scripts/hh_reward.sh [OUT] (default hh/); HH_PRETRAIN_STEPS, HH_RM_EPOCHS, and
+# HH_RM_ARGS: more `reward train` flags (e.g. "--head likelihood --beta 5").
 # Step budgets, not time budgets: the same model on a busy machine as on an idle one.
 set -euo pipefail
 OUT="${1:-hh}"
@@ -50,7 +51,7 @@ lmforge pretrain --arch llama --preset cpu-small --model.block-size 256 --seq-le
 step "4/5 reward model on the train pairs"
 lmforge reward train --from "$OUT/lm" --data "$OUT/data/train.jsonl" --val-data "$OUT/data/heldout.jsonl" \
   --out "$OUT/rm" --epochs "${HH_RM_EPOCHS:-2}" --batch-size 16 --lr 1e-4 --warmup 20 \
-  --eval-every 100 --save-every 0
+  --eval-every 100 --save-every 0 ${HH_RM_ARGS:-}
 
 step "5/5 held-out pairwise accuracy"
 lmforge eval reward --run "$OUT/rm" --data "$OUT/data/heldout.jsonl" --out "$OUT/eval"

@@ -370,7 +370,7 @@ def _bad_cases(tmp: Path, policy: Path, prompts: Path, reward_run: Path):
         ),  # fmt: skip
         "policy as reward": (
             ["--from", policy, "--prompts", prompts, "--reward", policy],
-            ["is a policy run (no scalar head)"],
+            ["is a policy run (no reward head)"],
         ),  # fmt: skip
         "no such function": (
             ["--from", policy, "--prompts", prompts, "--reward", "json:nope"],

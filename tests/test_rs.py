@@ -97,22 +97,25 @@ def ref(policy, prompts, tmp_path_factory) -> Path:
     return out
 
 
-@pytest.fixture(scope="session")  # shared with test_ppo.py
-def reward_run(tiny_run, tmp_path_factory) -> Path:
-    """A reward-model run: the tiny model with a (seeded, untrained) scalar head."""
+def save_reward_run(tiny_run: Path, out: Path, kind: str) -> Path:
+    """A reward-model run: the tiny model with a (seeded, untrained) head of `kind`."""
     from lmforge.models import save_model
-    from lmforge.models.heads import WithScalarHead
+    from lmforge.models.heads import HeadModel
     from lmforge.runs import RunLayout
     from lmforge.runs.checkpoint import save_checkpoint
 
     base = load_run(tiny_run)
     torch.manual_seed(0)
-    rm = WithScalarHead(base.model)
-    out = tmp_path_factory.mktemp("rs_rm") / "rm"
+    rm = HeadModel(base.model, kind)
     base.tokenizer.save(RunLayout(out).tokenizer)
     save_checkpoint(out, 0, write_weights=lambda p: save_model(rm, p), optimizer_state={},
                     trainer_state={"stage": "reward", "tokenizer_hash": base.tokenizer.hash})  # fmt: skip
     return out
+
+
+@pytest.fixture(scope="session")  # shared with test_ppo.py
+def reward_run(tiny_run, tmp_path_factory) -> Path:
+    return save_reward_run(tiny_run, tmp_path_factory.mktemp("rs_rm") / "rm", "scalar")
 
 
 # --- the curve -----------------------------------------------------------------------
@@ -528,9 +531,14 @@ def test_max_prompts_takes_a_seeded_subset_and_long_prompts_are_left_out(policy,
     assert len(read()[0]) == 6 and all(len(p) + 2 <= 65 for p in read()[1])
 
 
-def test_a_reward_model_scores_the_samples(policy, prompts, reward_run, tmp_path, capsys):
+@pytest.mark.parametrize("kind", ["scalar", "likelihood"])
+def test_a_reward_model_scores_the_samples(kind, policy, prompts, reward_run, tiny_run, tmp_path,
+                                           capsys):  # fmt: skip
     from lmforge.eval.reward_scores import score_responses
     from lmforge.tokenizers.chat import Message
+
+    if kind == "likelihood":
+        reward_run = save_reward_run(tiny_run, tmp_path / "lik_rm", kind)
 
     out = tmp_path / "run"
     r = cli(capsys, "rs", "--from", policy, "--prompts", prompts, "--reward", reward_run,
@@ -596,7 +604,7 @@ def _bad_cases(tmp: Path, policy: Path, prompts: Path, reward_run: Path):
         ),
         "policy as reward model": (
             ["--from", policy, "--prompts", prompts, "--reward", policy],
-            ["is a policy run (no scalar head)", "lmforge reward train", "--reward checker"],
+            ["is a policy run (no reward head)", "lmforge reward train", "--reward checker"],
         ),
         "checker without answers": (
             ["--from", policy, "--prompts", no_answer],
