@@ -16,7 +16,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         VERB,
         help="train a reward model on preference pairs, or score answers with one",
-        description="Reward models (LLaMA-2's second stage): `train` adds a scalar head to "
+        description="Reward models (LLaMA-2's second stage): `train` adds a scalar (or likelihood) head to "
         "--from RUN and trains the margin ranking loss on preference pairs; `score` writes "
         "the reward of every record of a file.",
     )
@@ -24,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sub = parser.add_subparsers(dest="reward_verb", metavar="SUBVERB")
     train = sub.add_parser(
         "train",
-        help="train a reward model (a scalar head on a decoder) on preference pairs",
+        help="train a reward model (a scalar or likelihood head on a decoder) on preference pairs",
         description="Fine-tune --from RUN (an SFT or pretrain run) with a scalar head reading "
         "the last token of prompt + answer, on pairs of --data (JSONL prompt/chosen/rejected "
         "with an optional margin or rating, chat-form message lists, HH-RLHF transcripts, "

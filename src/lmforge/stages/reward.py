@@ -1,4 +1,4 @@
-"""`lmforge reward train`: a reward model — a decoder plus a scalar head — trained on pairs.
+"""`lmforge reward train`: a reward model — a decoder plus a reward head — trained on pairs.
 
 The second stage of the LLaMA-2 recipe. The parent run (`--from`: an SFT or
 pretrain run) gives the decoder; `models.heads.WithScalarHead` adds one linear
