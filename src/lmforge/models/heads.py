@@ -44,7 +44,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .masks import last_token_index
+from .masks import IGNORE, last_token_index, row_means, shifted_targets
 
 HEAD_KINDS = ("scalar", "value", "likelihood")
 REWARD_KINDS = ("scalar", "likelihood")  # the kinds that score whole (prompt, answer) rows
@@ -62,7 +62,8 @@ def base_features(base: nn.Module, ids: torch.Tensor, **kwargs) -> torch.Tensor:
 
 
 class HeadModel(nn.Module):
-    """A base model plus a scalar (per-sequence) or value (per-position) linear head."""
+    """A base model plus a scalar (per-sequence), value (per-position) or likelihood
+    (per-sequence, from the base's own log-probabilities) linear head."""
 
     def __init__(self, base: nn.Module, kind: str = "scalar", *, scale: float = 1.0):
         super().__init__()
@@ -72,7 +73,7 @@ class HeadModel(nn.Module):
         self.kind = kind
         self.base = base
         if kind == "likelihood" and arch_is_bert(base):
-            raise ValueError("a likelihood head needs a decoder base with an lm_head")
+            raise ValueError("a likelihood head needs a decoder base (its lm_head scores)")
         d = 1 if kind == "likelihood" else feature_size(base)
         ref = next(base.parameters())
         self.scale = float(scale)
@@ -175,17 +176,12 @@ class HeadModel(nn.Module):
 
     def _likelihood_scores(self, ids, response_mask, attn_mask, position_ids, doc_ids):
         """(B,) the head applied to each row's mean answer log-probability."""
-        B, T = ids.shape
-        mask = response_mask.bool()  # (B, T); token 0 has no context and never counts
-        targets = torch.full_like(ids, -100)  # position t predicts token t + 1
-        targets[:, :-1] = torch.where(mask[:, 1:], ids[:, 1:], -100)
+        targets = shifted_targets(ids, response_mask)  # (B, T); token 0 never counts
         h = self.features(ids, attn_mask=attn_mask, position_ids=position_ids, doc_ids=doc_ids)
-        keep = targets != -100  # (B, T)
+        keep = targets != IGNORE  # (B, T)
         logits = self._target_logits(h, targets)  # (N, V)
         logp = -F.cross_entropy(logits.float(), targets[keep], reduction="none")  # (N,)
-        rows = torch.arange(B, device=ids.device)[:, None].expand_as(keep)[keep]  # (N,)
-        total = torch.zeros(B, device=ids.device).index_add_(0, rows, logp)  # (B,)
-        mean = total / keep.sum(dim=1).clamp(min=1)  # (B,) mean log p of the answer's tokens
+        mean = row_means(logp, keep)  # (B,) mean log p of the answer's tokens
         return self.head(mean.to(self.head.weight.dtype)[:, None]).squeeze(-1)  # (B,)
 
     def _target_logits(self, h: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -225,6 +221,6 @@ def is_reward_model(model: nn.Module) -> bool:
 
 
 def head_kind(model: nn.Module) -> str | None:
-    """The head kind of a model ("scalar", "value"), or None for a plain base model."""
+    """The head kind of a model (one of HEAD_KINDS), or None for a plain base model."""
     model = getattr(model, "_orig_mod", model)
     return model.kind if isinstance(model, HeadModel) else None

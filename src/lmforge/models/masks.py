@@ -15,11 +15,33 @@ position_ids=)``) builds its mask here. Conventions:
   softmax row is empty (a padding query's row would be; empty rows give NaN).
 
 Everything is tensor ops on the whole batch: no Python loop over rows or tokens.
+
+It also holds the answer-target helpers that the heads (`models.heads`) and the
+objectives (`train.logprobs`, `train.reward`) share: next-token targets for the
+masked positions, and per-row means over them.
 """
 
 from __future__ import annotations
 
 import torch
+
+IGNORE = -100  # the cross-entropy's ignored target
+
+
+def shifted_targets(ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(B, T) next-token targets: position t predicts ids[t+1] where mask[t+1], else -100."""
+    targets = torch.full_like(ids, IGNORE)
+    targets[:, :-1] = torch.where(mask[:, 1:].bool(), ids[:, 1:], IGNORE)
+    return targets
+
+
+def row_means(values: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """(B,) float32 mean per row of `values` (N,), one per True of `keep` (B, T) in
+    row-major order (0 for a row with none)."""
+    B = keep.shape[0]
+    rows = torch.arange(B, device=keep.device)[:, None].expand_as(keep)[keep]  # (N,)
+    total = torch.zeros(B, device=values.device).index_add_(0, rows, values.float())  # (B,)
+    return total / keep.sum(dim=1).clamp(min=1)
 
 
 def document_starts(doc_ids: torch.Tensor) -> torch.Tensor:

@@ -53,7 +53,7 @@ class RewardConfig(PairwiseConfig):
 
 
 def _build(prep: PairsPrepared, ctx: Any, start: Any):
-    from ..models.heads import HeadModel, WithScalarHead
+    from ..models.heads import HeadModel
     from ..train.reward import RewardObjective
     from .base import build_stage_model
 
@@ -67,9 +67,8 @@ def _build(prep: PairsPrepared, ctx: Any, start: Any):
             "use --lm-coef with --head scalar",
         )  # fmt: skip
     base, _ = build_stage_model(prep.arch, prep.mcfg, cfg.seed, prep.parent_sd, lora=cfg.lora)
-    # The head is new (and trainable, with --lora too).
-    model = HeadModel(base, "likelihood", scale=cfg.beta) if cfg.head == "likelihood" else (
-        WithScalarHead(base))  # fmt: skip
+    # The head is new (and trainable, with --lora too); `scale` matters to a likelihood head.
+    model = HeadModel(base, cfg.head, scale=cfg.beta)
     n_params = sum(w.numel() for w in {id(w): w for w in model.parameters()}.values())
     return model, n_params, RewardObjective(center=cfg.center, lm_coef=cfg.lm_coef), {}
 

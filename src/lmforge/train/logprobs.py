@@ -14,14 +14,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-IGNORE = -100
+from ..models.masks import IGNORE, shifted_targets
 
-
-def shifted_targets(ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """(B, T) next-token targets: position t predicts ids[t+1] where mask[t+1], else -100."""
-    targets = torch.full_like(ids, IGNORE)
-    targets[:, :-1] = torch.where(mask[:, 1:].bool(), ids[:, 1:], IGNORE)
-    return targets
+__all__ = ["IGNORE", "masked_token_logps", "sequence_logps", "shifted_targets", "to_token_frame"]
 
 
 def to_token_frame(flat: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:

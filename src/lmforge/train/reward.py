@@ -40,6 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..models.masks import row_means
 from .logprobs import IGNORE, shifted_targets
 from .objective import LossOutput
 
@@ -74,10 +75,7 @@ def pair_rewards_and_chosen_nll(
     scores, logits = model(ids, lengths=batch["lengths"], targets=targets)  # (2B,), (N, V)
     keep = targets != IGNORE  # (2B, T)
     nll = F.cross_entropy(logits.float(), targets[keep], reduction="none")  # (N,)
-    rows = torch.arange(2 * B, device=ids.device)[:, None].expand_as(keep)[keep]  # (N,)
-    total = torch.zeros(2 * B, device=nll.device).index_add_(0, rows, nll)[:B]  # (B,)
-    count = keep.sum(dim=1)[:B].clamp(min=1)  # (B,)
-    return scores[:B], scores[B:], total / count
+    return scores[:B], scores[B:], row_means(nll, keep)[:B]
 
 
 class RewardObjective:
