@@ -19,7 +19,7 @@ from lmforge.models import (
     save_model,
     weights_metadata,
 )
-from lmforge.models.heads import HeadModel, WithScalarHead, WithValueHead, head_kind
+from lmforge.models.heads import HeadModel, WithScalarHead, WithValueHead, head_kind, row_sides
 
 SMALL = dict(vocab_size=61, block_size=32, n_layer=2, n_head=4, d_model=32, init_std=0.2)
 BASES = {
@@ -184,7 +184,7 @@ def test_reward_lm_coef_adds_the_chosen_answers_mean_cross_entropy(arch):
     for i, a in enumerate(answers):
         start = len(prompts[i % 2])
         resp[i, start : start + len(a)] = True
-    batch = {"ids": ids, "lengths": lengths, "response_mask": resp,
+    batch = {"ids": ids, "lengths": lengths, "response_mask": resp, "sides": row_sides(resp),
              "margin": torch.tensor([0.5, 0.0])}  # fmt: skip
     plain = RewardObjective().compute_loss(model, batch)
     out = RewardObjective(lm_coef=0.3).compute_loss(model, batch)

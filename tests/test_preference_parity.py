@@ -70,26 +70,18 @@ def pairs(seed: int, n: int = 4) -> list[dict]:
     ]  # fmt: skip
 
 
-def lmforge_batch(examples: list[dict]) -> dict[str, torch.Tensor]:
-    """PreferenceBatches' layout: chosen rows, then rejected; right padding; answer mask."""
-    rows, masks = [], []
-    for side in ("chosen_ids", "rejected_ids"):
-        for ex in examples:
-            rows.append(ex["prompt_ids"] + ex[side])
-            masks.append([0] * len(ex["prompt_ids"]) + [1] * len(ex[side]))
-    T = max(map(len, rows))
-    ids = torch.full((len(rows), T), PAD, dtype=torch.long)
-    mask = torch.zeros((len(rows), T), dtype=torch.bool)
-    for i, (r, m) in enumerate(zip(rows, masks)):
-        ids[i, : len(r)] = torch.tensor(r)
-        mask[i, : len(m)] = torch.tensor(m, dtype=torch.bool)
-    return {
-        "ids": ids,
-        "lengths": torch.tensor([len(r) for r in rows]),
-        "response_mask": mask,
-        "margin": torch.tensor([ex["margin"] for ex in examples], dtype=torch.float32),
-        "index": torch.arange(len(examples)),
-    }
+def lmforge_batch(examples: list[dict], share: bool = False) -> dict[str, torch.Tensor]:
+    """PreferenceBatches' batch of the same ids: chosen rows then rejected rows, or (share)
+    one row per pair holding its prompt once."""
+    from lmforge.data.preference_batches import PairTokens, collate_pairs, collate_shared_pairs
+
+    toks = [
+        PairTokens(len(ex["prompt_ids"]), ex["prompt_ids"] + ex["chosen_ids"],
+                   ex["prompt_ids"] + ex["rejected_ids"], ex["margin"], "")
+        for ex in examples
+    ]  # fmt: skip
+    collate = collate_shared_pairs if share else collate_pairs
+    return collate(toks, range(len(toks)), PAD)
 
 
 # DPOTrainer tokenizes its dataset at start (it has no pre-tokenized path); the losses
@@ -102,8 +94,9 @@ def _args(cls, tmp_path, **kw):
     return cls(output_dir=str(tmp_path / "trl"), use_cpu=True, report_to="none", bf16=False, **kw)
 
 
+@pytest.mark.parametrize("share", [False, True], ids=["two-rows", "shared-prompt"])
 @pytest.mark.parametrize("center", [None, 0.01])
-def test_reward_loss_equals_trl_reward_trainer(exported, tmp_path, center):
+def test_reward_loss_equals_trl_reward_trainer(exported, tmp_path, center, share):
     from datasets import Dataset
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
     from trl import RewardConfig, RewardTrainer
@@ -126,12 +119,13 @@ def test_reward_loss_equals_trl_reward_trainer(exported, tmp_path, center):
     assert hft.pad_token_id == PAD
     inputs = trainer.data_collator(examples)
     want = trainer.compute_loss(hf, inputs)
-    got = RewardObjective(center=center or 0.0).compute_loss(rm, lmforge_batch(pairs(1)))
+    got = RewardObjective(center=center or 0.0).compute_loss(rm, lmforge_batch(pairs(1), share))
     assert abs(float(got.mean) - float(want)) <= 1e-5 * max(1.0, abs(float(want)))
 
 
+@pytest.mark.parametrize("share", [False, True], ids=["two-rows", "shared-prompt"])
 @pytest.mark.parametrize("loss_type", ["sigmoid", "ipo"])
-def test_dpo_loss_equals_trl_dpo_trainer(exported, tmp_path, loss_type):
+def test_dpo_loss_equals_trl_dpo_trainer(exported, tmp_path, loss_type, share):
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import DPOConfig, DPOTrainer
@@ -152,13 +146,13 @@ def test_dpo_loss_equals_trl_dpo_trainer(exported, tmp_path, loss_type):
     inputs = trainer.data_collator(examples)  # TRL's collator on the ids lmforge gets too
     want = float(trainer.compute_loss(hf_policy, inputs))
     objective = DPOObjective(beta=0.2, loss_type=loss_type, reference=model)
-    got = float(objective.compute_loss(policy, lmforge_batch(pairs(2))).mean)
+    got = float(objective.compute_loss(policy, lmforge_batch(pairs(2), share)).mean)
     assert abs(got - want) <= 1e-5 * max(1.0, abs(want))
 
 
 def test_cached_reference_equals_per_batch_reference(exported):
     """Precomputed reference log-probs (the stage's default) give the per-batch loss."""
-    from lmforge.train.logprobs import sequence_logps
+    from lmforge.train.logprobs import answer_logps
 
     model, _ = exported
     torch.manual_seed(1)
@@ -166,7 +160,7 @@ def test_cached_reference_equals_per_batch_reference(exported):
     batch = lmforge_batch(pairs(3))
     per_batch = DPOObjective(reference=model).compute_loss(policy, batch)
     with torch.no_grad():
-        logps = sequence_logps(model, batch["ids"], batch["response_mask"])  # (2B,)
+        logps = answer_logps(model, batch)  # (2B,)
     table = torch.stack(logps.chunk(2), dim=1)  # (B, 2)
     cached = DPOObjective(ref_logps=table).compute_loss(policy, batch)
     torch.testing.assert_close(cached.loss_sum, per_batch.loss_sum)

@@ -12,7 +12,12 @@ counted in `PairStats`.
 `PreferenceBatches` is the batch source of the reward-model and DPO stages.
 A micro-batch of B pairs is one (2B, T) tensor: rows 0..B-1 the chosen sides,
 rows B..2B-1 the rejected sides (pair i at rows i and B+i), right-padded to the
-longest row, so both sides go through the model in one forward. Every epoch
+longest row, so both sides go through the model in one forward. With
+``share_prompt`` (the stages' default on attention decoders) it is one (B, T)
+tensor instead, a row per pair holding its prompt once and both answers as
+branches (`collate_shared_pairs`). Either way ``sides`` numbers the answers the
+same (chosen of pair i: side i, rejected: side B+i), and the objectives read
+scores and log-probabilities per side, so they never ask which layout they got. Every epoch
 shuffles the pairs (seeded by seed and epoch); ranks take consecutive slices of
 each global batch of the same order (as `PackedChatBatches`), so the global
 batch is the same for any number of processes; the cursor (epoch, pair) is the
@@ -118,20 +123,63 @@ def render_pairs(
 def collate_pairs(
     pairs: Sequence[PairTokens], indices: Sequence[int], pad_id: int
 ) -> dict[str, torch.Tensor]:
-    """The batch of `indices` (see the module docstring); B = 0 gives empty tensors of width 1."""
+    """The two-row batch of `indices` (see the module docstring); B = 0 gives empty
+    tensors of width 1."""
     B = len(indices)
     rows = [pairs[i].chosen for i in indices] + [pairs[i].rejected for i in indices]
     starts = [pairs[i].prompt_len for i in indices] * 2
     T = max((len(r) for r in rows), default=1)
     ids = np.full((2 * B, T), pad_id, dtype=np.int64)  # (2B, T)
-    mask = np.zeros((2 * B, T), dtype=bool)  # (2B, T) True on answer content and its <|end|>
+    sides = np.full((2 * B, T), -1, dtype=np.int64)  # (2B, T) row r's answer is side r
     for r, (row, start) in enumerate(zip(rows, starts)):
         ids[r, : len(row)] = row
-        mask[r, start : len(row)] = True
+        sides[r, start : len(row)] = r
+    return _batch(pairs, indices, ids, sides, [len(r) for r in rows])
+
+
+def collate_shared_pairs(
+    pairs: Sequence[PairTokens], indices: Sequence[int], pad_id: int
+) -> dict[str, torch.Tensor]:
+    """The shared-prompt batch of `indices`: one row per pair, the prompt once.
+
+    Row i is ``prompt | chosen answer | <|assistant|> | rejected answer``, right-padded;
+    ``branch_ids`` (B, T) marks the prompt before its header 0, the header and the
+    chosen answer 1, a second copy of the header and the rejected answer 2, padding -1.
+    Each answer sees the prompt and itself only, at the positions it has in its own
+    row of the two-row layout (`models.masks.branch_mask`), so every score and
+    log-probability is the two-row one (tests/test_preference_batches.py), from
+    P + |y_c| + |y_r| + 1 tokens instead of 2P + |y_c| + |y_r|. The header is repeated
+    because it predicts each answer's first token: one position cannot hold two targets.
+    """
+    B = len(indices)
+    rows, cuts = [], []
+    for i in indices:
+        p = pairs[i]
+        P = p.prompt_len
+        rows.append(p.chosen + p.chosen[P - 1 : P] + p.rejected[P:])
+        cuts.append((P, len(p.chosen)))  # prompt length, where the chosen branch ends
+    T = max((len(r) for r in rows), default=1)
+    ids = np.full((B, T), pad_id, dtype=np.int64)  # (B, T)
+    branch = np.full((B, T), -1, dtype=np.int64)  # (B, T)
+    sides = np.full((B, T), -1, dtype=np.int64)  # (B, T) chosen of pair r: r, rejected: B + r
+    for r, (row, (P, c_end)) in enumerate(zip(rows, cuts)):
+        ids[r, : len(row)] = row
+        branch[r, : P - 1] = 0
+        branch[r, P - 1 : c_end] = 1
+        branch[r, c_end : len(row)] = 2
+        sides[r, P:c_end] = r
+        sides[r, c_end + 1 : len(row)] = B + r
+    batch = _batch(pairs, indices, ids, sides, [len(r) for r in rows])
+    batch["branch_ids"] = torch.from_numpy(branch)
+    return batch
+
+
+def _batch(pairs, indices, ids, sides, lengths) -> dict[str, torch.Tensor]:
     return {
         "ids": torch.from_numpy(ids),
-        "lengths": torch.tensor([len(r) for r in rows], dtype=torch.int64),  # (2B,)
-        "response_mask": torch.from_numpy(mask),
+        "lengths": torch.tensor(lengths, dtype=torch.int64),  # (rows,) real tokens
+        "sides": torch.from_numpy(sides),  # (rows, T) each answer token's side, -1 elsewhere
+        "response_mask": torch.from_numpy(sides >= 0),  # answer content and its <|end|>
         "margin": torch.tensor([pairs[i].margin for i in indices], dtype=torch.float32),  # (B,)
         "index": torch.tensor(list(indices), dtype=torch.int64),  # (B,)
     }
@@ -150,6 +198,7 @@ class PreferenceBatches:
         rank: int = 0,
         world_size: int = 1,
         shuffle: bool = True,
+        share_prompt: bool = False,
     ):
         if not pairs:
             raise LmforgeError("no preference pairs to batch")
@@ -160,6 +209,7 @@ class PreferenceBatches:
         self.pairs = list(pairs)
         self.batch_size, self.pad_id = batch_size, pad_id
         self.seed, self.rank, self.world_size, self.shuffle = seed, rank, world_size, shuffle
+        self.collate = collate_shared_pairs if share_prompt else collate_pairs
         self.epoch_index, self.cursor = 0, 0  # the next global pair
         self._order_epoch: int | None = None
         self._order: list[int] = []
@@ -191,7 +241,7 @@ class PreferenceBatches:
     def next_batch(self) -> dict[str, torch.Tensor]:
         step = self._take(self.batch_size * self.world_size)
         mine = step[self.rank * self.batch_size : (self.rank + 1) * self.batch_size]
-        return collate_pairs(self.pairs, mine, self.pad_id)
+        return self.collate(self.pairs, mine, self.pad_id)
 
     def eval_batches(self) -> list[dict[str, torch.Tensor]]:
         """Every pair once, in order, this rank's share of each global batch.
@@ -204,7 +254,7 @@ class PreferenceBatches:
         for s in range(0, len(self.pairs), step):
             lo = min(s + self.rank * self.batch_size, len(self.pairs))
             hi = min(lo + self.batch_size, s + step, len(self.pairs))
-            out.append(collate_pairs(self.pairs, range(lo, hi), self.pad_id))
+            out.append(self.collate(self.pairs, range(lo, hi), self.pad_id))
         return out
 
     def state_dict(self) -> dict[str, Any]:

@@ -24,7 +24,8 @@ which the attention writes in place.
 
 Training batches may pack several documents per row (``doc_ids``), pad rows
 (``attn_mask``) or carry their own positions (``position_ids``): then a boolean
-(B, 1, T, T) mask from ``models/masks.py`` replaces ``is_causal``. Without them
+(B, 1, T, T) mask from ``models/masks.py`` replaces ``is_causal``; ``branch_ids``
+lays out one prompt with several answers in a row (the preference stages). Without them
 the plain path above runs exactly as before. ``features`` returns the final
 hidden states that ``lm_head`` reads (for reward/value heads, ``models/heads.py``).
 """
@@ -370,24 +371,24 @@ class GPT(nn.Module):
         position_ids: torch.Tensor | None,
         doc_ids: torch.Tensor | None,
         attn_mask: torch.Tensor | None,
+        branch_ids: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Embeddings and blocks: the residual stream (B*T, C) before the final norm."""
         B, T = ids.shape
         x = self.tok_emb(ids)  # (B, T, C)
         start, positions, mask = 0, None, None
+        packed = (position_ids, doc_ids, attn_mask, branch_ids)
         if kv_cache is not None:
-            if position_ids is not None or doc_ids is not None or attn_mask is not None:
+            if any(t is not None for t in packed):
                 raise ValueError(
-                    "position_ids, doc_ids and attn_mask are for the cache-free (training) "
-                    "forward; a KV cache carries its own positions and padding"
+                    "position_ids, doc_ids, attn_mask and branch_ids are for the cache-free "
+                    "(training) forward; a KV cache carries its own positions and padding"
                 )
             start = kv_cache.pos
             positions = kv_cache.positions(start, T)  # None unless rows are left-padded
             mask = kv_cache.attn_mask(start, T)  # None when plain causal (or one query) suffices
-        elif position_ids is not None or doc_ids is not None or attn_mask is not None:
-            positions, mask = self._packed_positions_and_mask(
-                position_ids, doc_ids, attn_mask, B, T
-            )
+        elif any(t is not None for t in packed):
+            positions, mask = self._packed_positions_and_mask(*packed, B, T)
         # A cache that supplies per-row positions may use more columns than the context
         # (a server's batch cache); its positions, not its columns, must fit.
         if positions is None and start + T > self.config.block_size:
@@ -422,15 +423,26 @@ class GPT(nn.Module):
         return x
 
     @staticmethod
-    def _packed_positions_and_mask(position_ids, doc_ids, attn_mask, B: int, T: int):
-        """(positions (B, T) or None, mask (B, 1, T, T) or None) for packed/padded rows."""
-        from .masks import document_mask, document_positions, padding_positions
+    def _packed_positions_and_mask(position_ids, doc_ids, attn_mask, branch_ids, B: int, T: int):
+        """(positions (B, T) or None, mask (B, 1, T, T) or None) for packed/padded/branched rows."""
+        from .masks import (
+            branch_mask,
+            branch_positions,
+            document_mask,
+            document_positions,
+            padding_positions,
+        )
 
-        for name, t in (("position_ids", position_ids), ("doc_ids", doc_ids)):
+        named = (("position_ids", position_ids), ("doc_ids", doc_ids),
+                 ("attn_mask", attn_mask), ("branch_ids", branch_ids))  # fmt: skip
+        for name, t in named:
             if t is not None and tuple(t.shape) != (B, T):
                 raise ValueError(f"{name} must be (B, T) = ({B}, {T}), got {tuple(t.shape)}")
-        if attn_mask is not None and tuple(attn_mask.shape) != (B, T):
-            raise ValueError(f"attn_mask must be (B, T) = ({B}, {T}), got {tuple(attn_mask.shape)}")
+        if branch_ids is not None:
+            if doc_ids is not None:
+                raise ValueError("branch_ids and doc_ids do not combine: one layout per row")
+            positions = position_ids if position_ids is not None else branch_positions(branch_ids)
+            return positions, branch_mask(branch_ids, attn_mask)
         positions = position_ids
         if positions is None:
             if doc_ids is not None:
@@ -449,6 +461,7 @@ class GPT(nn.Module):
         position_ids: torch.Tensor | None = None,
         doc_ids: torch.Tensor | None = None,
         attn_mask: torch.Tensor | None = None,
+        branch_ids: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Final hidden states (B, T, C), after the final norm: what ``lm_head`` reads.
 
@@ -456,7 +469,7 @@ class GPT(nn.Module):
         heads (``lmforge.models.heads``) read these features.
         """
         B, T = ids.shape
-        x = self._trunk(ids, None, position_ids, doc_ids, attn_mask)
+        x = self._trunk(ids, None, position_ids, doc_ids, attn_mask, branch_ids)
         if self.norm_f is not None:
             x = self.norm_f(x)
         return x.view(B, T, -1)
@@ -471,6 +484,7 @@ class GPT(nn.Module):
         position_ids: torch.Tensor | None = None,
         doc_ids: torch.Tensor | None = None,
         attn_mask: torch.Tensor | None = None,
+        branch_ids: torch.Tensor | None = None,
         reduction: str = "mean",
         targets_only: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -484,7 +498,9 @@ class GPT(nn.Module):
         ``doc_ids`` (B, T) marks the documents packed into each row (attention stays
         inside a document, positions restart at each document start); ``attn_mask``
         (B, T) marks real tokens (True/1) vs padding, which is never attended to;
-        ``position_ids`` (B, T) overrides the positions (learned and RoPE alike).
+        ``position_ids`` (B, T) overrides the positions (learned and RoPE alike);
+        ``branch_ids`` (B, T) lays out a shared prefix and branches that continue it
+        (a prompt and two answers, each answer seeing the prompt but not the other).
         Without any of them the plain causal path runs, untouched.
 
         ``reduction``: ``"mean"`` (default) or ``"sum"`` of the per-target losses, or
@@ -495,7 +511,7 @@ class GPT(nn.Module):
         data-dependent (a host sync on a GPU).
         """
         B, T = ids.shape
-        x = self._trunk(ids, kv_cache, position_ids, doc_ids, attn_mask)
+        x = self._trunk(ids, kv_cache, position_ids, doc_ids, attn_mask, branch_ids)
         if targets_only and targets is not None:
             keep = (targets != -100).reshape(-1)  # (B*T,)
             x, kept = x.reshape(B * T, -1)[keep], targets.reshape(-1)[keep]  # (N, C), (N,)

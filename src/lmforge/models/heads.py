@@ -44,7 +44,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .masks import IGNORE, last_token_index, row_means, shifted_targets
+from .masks import IGNORE, last_token_index, shifted_targets, side_ends, side_sums, target_sides
 
 HEAD_KINDS = ("scalar", "value", "likelihood")
 REWARD_KINDS = ("scalar", "likelihood")  # the kinds that score whole (prompt, answer) rows
@@ -125,14 +125,21 @@ class HeadModel(nn.Module):
         attn_mask: torch.Tensor | None = None,
         position_ids: torch.Tensor | None = None,
         doc_ids: torch.Tensor | None = None,
+        branch_ids: torch.Tensor | None = None,
         targets: torch.Tensor | None = None,
         response_mask: torch.Tensor | None = None,
+        sides: torch.Tensor | None = None,
     ):
         """Scores (B,) for ``kind="scalar"`` and ``"likelihood"``, values (B, T) for
         ``kind="value"``.
 
         ``response_mask`` (B, T) marks the answer's tokens: what a likelihood head
-        scores (required there; the other kinds ignore it).
+        scores (required there, or ``sides``; the other kinds ignore it).
+
+        ``sides`` (B, T) int: several answers per row (a preference batch, either layout
+        of `data.preference_batches`): each answer token holds its answer's number
+        0..K-1, every other token -1; a scalar or likelihood head then gives K scores,
+        one per answer (a scalar head reads each answer's last token).
 
         ``targets`` (B, T): one trunk pass gives the head's output and the language
         model's logits too, ``(values (B, T) or scores (B,), logits (N, V))``, the logits
@@ -143,29 +150,37 @@ class HeadModel(nn.Module):
         ``attn_mask`` (B, T) marks real tokens (the base never attends to padding);
         ``lengths`` (B,) counts real tokens of right-padded rows (a scalar head reads
         position ``lengths - 1``; without either it reads the last column).
-        ``position_ids`` / ``doc_ids`` go to the base as in ``GPT.forward``.
+        ``position_ids`` / ``doc_ids`` / ``branch_ids`` go to the base as in ``GPT.forward``.
         """
         B, T = ids.shape
+        layout = dict(
+            attn_mask=attn_mask, position_ids=position_ids, doc_ids=doc_ids, branch_ids=branch_ids
+        )
         if self.kind == "likelihood":
             if targets is not None:
                 raise ValueError("a likelihood head gives no separate language-model logits")
-            if response_mask is None:
-                raise ValueError("a likelihood head scores the answer: pass response_mask")
-            return self._likelihood_scores(ids, response_mask, attn_mask, position_ids, doc_ids)
+            if sides is None:
+                if response_mask is None:
+                    raise ValueError("a likelihood head scores the answer: pass response_mask")
+                sides = row_sides(response_mask)
+            return self._likelihood_scores(ids, sides, layout)
         if lengths is not None and attn_mask is None and self.kind == "scalar" and not self.causal:
             # Right padding from lengths: an encoder needs the mask to hide the padding
             # keys; a causal base never attends forward, so real positions cannot see
             # right padding and it keeps the fast unmasked path.
             cols = torch.arange(T, device=ids.device)
             attn_mask = cols[None, :] < torch.as_tensor(lengths, device=ids.device)[:, None]
-        h = self.features(ids, attn_mask=attn_mask, position_ids=position_ids, doc_ids=doc_ids)
+            layout["attn_mask"] = attn_mask
+        h = self.features(ids, **layout)
         if self.kind == "value":
             values = self.head(h).squeeze(-1)  # (B, T)
             if targets is None:
                 return values
             return values, self._target_logits(h, targets)
         last = last_token_index(T, lengths=lengths, attn_mask=attn_mask, device=ids.device)
-        if last is None:
+        if sides is not None:
+            h_last = h.reshape(B * T, -1)[side_ends(sides, n_sides(sides))]  # (K, C)
+        elif last is None:
             h_last = h[:, -1]  # (B, C)
         else:
             h_last = h[torch.arange(B, device=ids.device), last]  # (B, C)
@@ -174,15 +189,18 @@ class HeadModel(nn.Module):
             return scores
         return scores, self._target_logits(h, targets)
 
-    def _likelihood_scores(self, ids, response_mask, attn_mask, position_ids, doc_ids):
-        """(B,) the head applied to each row's mean answer log-probability."""
-        targets = shifted_targets(ids, response_mask)  # (B, T); token 0 never counts
-        h = self.features(ids, attn_mask=attn_mask, position_ids=position_ids, doc_ids=doc_ids)
+    def _likelihood_scores(self, ids, sides, layout):
+        """(K,) the head applied to each answer's mean log-probability (answers by `sides`)."""
+        targets = shifted_targets(ids, sides >= 0)  # (B, T); token 0 never counts
+        h = self.features(ids, **layout)
         keep = targets != IGNORE  # (B, T)
         logits = self._target_logits(h, targets)  # (N, V)
-        logp = -F.cross_entropy(logits.float(), targets[keep], reduction="none")  # (N,)
-        mean = row_means(logp, keep)  # (B,) mean log p of the answer's tokens
-        return self.head(mean.to(self.head.weight.dtype)[:, None]).squeeze(-1)  # (B,)
+        logp = torch.zeros(keep.shape, dtype=torch.float32, device=ids.device)  # (B, T)
+        logp[keep] = -F.cross_entropy(logits.float(), targets[keep], reduction="none")
+        owner, K = target_sides(sides, targets), n_sides(sides)  # (B, T): each target's answer
+        total, count = side_sums(logp, owner, K), side_sums(keep.float(), owner, K)  # (K,) each
+        mean = total / count.clamp(min=1)  # (K,) mean log p of each answer's tokens
+        return self.head(mean.to(self.head.weight.dtype)[:, None]).squeeze(-1)  # (K,)
 
     def _target_logits(self, h: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """(N, V) logits of the base's ``lm_head`` at the N positions of `targets` (B, T)
@@ -197,6 +215,17 @@ class HeadModel(nn.Module):
     def score_features(self, h: torch.Tensor) -> torch.Tensor:
         """The head applied to features (..., C) -> (...)."""
         return self.head(h).squeeze(-1)
+
+
+def row_sides(mask: torch.Tensor) -> torch.Tensor:
+    """(B, T) `sides` for one answer per row: row r's masked tokens are answer r."""
+    rows = torch.arange(mask.shape[0], device=mask.device)[:, None].expand(mask.shape)
+    return torch.where(mask.bool(), rows, -1)
+
+
+def n_sides(sides: torch.Tensor) -> int:
+    """How many answers `sides` numbers (its largest entry + 1; 0 when it has none)."""
+    return int(sides.max()) + 1 if sides.numel() else 0
 
 
 def WithScalarHead(base: nn.Module) -> HeadModel:  # noqa: N802 (a constructor by name)

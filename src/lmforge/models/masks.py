@@ -1,7 +1,7 @@
 """Attention masks and position ids for packed and padded training batches.
 
 The training forward of a decoder (``GPT.forward(..., doc_ids=, attn_mask=,
-position_ids=)``) builds its mask here. Conventions:
+position_ids=, branch_ids=)``) builds its mask here. Conventions:
 
 * ``doc_ids`` (B, T) int: the document of each token in a packed row. A new
   document starts wherever the id changes from one token to the next, so ids
@@ -10,6 +10,13 @@ position_ids=)``) builds its mask here. Conventions:
   tokens of its own document only.
 * ``attn_mask`` (B, T) bool or 0/1: True (1) for real tokens, False (0) for
   padding. Padding keys are never attended to.
+* ``branch_ids`` (B, T) int: a shared prefix and the branches that continue it,
+  in one row (prompt | chosen answer | rejected answer: the prompt runs once
+  for both). 0 marks the prefix, which must come first; k >= 1 marks branch k;
+  -1 marks padding. A branch token attends to the prefix and to the earlier tokens of its own
+  branch, never to another branch, and its positions continue from the end of
+  the prefix, so every branch computes exactly what it would as prefix + branch
+  alone (tests/test_masks.py).
 * The mask is boolean, True = may attend, shaped (B, 1, T, T) for
   ``F.scaled_dot_product_attention``. Every query may attend to itself, so no
   softmax row is empty (a padding query's row would be; empty rows give NaN).
@@ -18,7 +25,9 @@ Everything is tensor ops on the whole batch: no Python loop over rows or tokens.
 
 It also holds the answer-target helpers that the heads (`models.heads`) and the
 objectives (`train.logprobs`, `train.reward`) share: next-token targets for the
-masked positions, and per-row means over them.
+masked positions, and per-answer ends and sums over ``sides`` (B, T), which
+numbers the answers of a batch (each answer token holds its answer's number
+0..K-1, every other token -1), in whatever row layout they came.
 """
 
 from __future__ import annotations
@@ -33,15 +42,6 @@ def shifted_targets(ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     targets = torch.full_like(ids, IGNORE)
     targets[:, :-1] = torch.where(mask[:, 1:].bool(), ids[:, 1:], IGNORE)
     return targets
-
-
-def row_means(values: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-    """(B,) float32 mean per row of `values` (N,), one per True of `keep` (B, T) in
-    row-major order (0 for a row with none)."""
-    B = keep.shape[0]
-    rows = torch.arange(B, device=keep.device)[:, None].expand_as(keep)[keep]  # (N,)
-    total = torch.zeros(B, device=values.device).index_add_(0, rows, values.float())  # (B,)
-    return total / keep.sum(dim=1).clamp(min=1)
 
 
 def document_starts(doc_ids: torch.Tensor) -> torch.Tensor:
@@ -103,6 +103,62 @@ def document_mask(
         # Padding keys hidden; the diagonal put back so a padding query keeps one key.
         mask = (mask & key_ok) | torch.eye(T, dtype=torch.bool, device=device)
     return mask[:, None]  # (B, 1, T, T)
+
+
+def branch_positions(branch_ids: torch.Tensor) -> torch.Tensor:
+    """(B, T) int64: prefix tokens (branch 0) count 0, 1, ...; each branch k >= 1 counts on
+    from the end of its row's prefix, as if it followed the prefix alone; padding
+    (branch -1) gets 0."""
+    ids = branch_ids.long()
+    prefix = ids == 0  # (B, T)
+    n_prefix = prefix.sum(dim=1, keepdim=True)  # (B, 1)
+    # How many earlier tokens of the same branch each token has: one-hot over branches,
+    # a running count, read back at each token's own branch.
+    k = int(ids.max()) + 1 if ids.numel() else 1
+    own = ids.clamp(min=0)  # (B, T)
+    onehot = torch.nn.functional.one_hot(own, k)  # (B, T, K)
+    earlier = (onehot.cumsum(dim=1) - onehot).gather(2, own[..., None]).squeeze(-1)  # (B, T)
+    positions = torch.where(prefix, earlier, n_prefix + earlier)
+    return torch.where(ids < 0, 0, positions)
+
+
+def branch_mask(branch_ids: torch.Tensor, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """(B, 1, T, T) bool mask: causal by column; a branch sees the prefix and itself only;
+    never padding keys (branch -1, or ``attn_mask`` False); the diagonal always, so no
+    softmax row is empty."""
+    B, T = branch_ids.shape
+    device = branch_ids.device
+    q, k = branch_ids[:, :, None], branch_ids[:, None, :]  # (B, T, 1), (B, 1, T)
+    mask = causal_mask(T, device) & ((k == 0) | ((k == q) & (k > 0)))  # (B, T, T)
+    if attn_mask is not None:
+        mask = mask & attn_mask.bool()[:, None, :]
+    mask = mask | torch.eye(T, dtype=torch.bool, device=device)
+    return mask[:, None]  # (B, 1, T, T)
+
+
+def side_ends(sides: torch.Tensor, n_sides: int) -> torch.Tensor:
+    """(K,) flat index (row * T + column) of the last token of each side 0..K-1 of `sides`
+    (B, T) int (-1: no side): where a scalar head reads a side's score."""
+    flat = sides.reshape(-1)
+    cols = torch.arange(flat.numel(), device=sides.device)
+    keep = flat >= 0
+    out = torch.full((n_sides,), -1, dtype=torch.long, device=sides.device)
+    return out.scatter_reduce(0, flat[keep], cols[keep], reduce="amax")
+
+
+def target_sides(sides: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """(B, T) the side of each counted target of `shifted_targets`: the target at t-1
+    predicts token t, so it counts for t's side; -1 where the target is ignored."""
+    out = torch.full_like(sides, -1)
+    out[:, :-1] = torch.where(targets[:, :-1] != IGNORE, sides[:, 1:], -1)
+    return out
+
+
+def side_sums(values: torch.Tensor, sides: torch.Tensor, n_sides: int) -> torch.Tensor:
+    """(K,) float32 sum of `values` (B, T) over the tokens of each side of `sides` (B, T)."""
+    keep = sides >= 0
+    out = torch.zeros(n_sides, dtype=torch.float32, device=values.device)
+    return out.index_add_(0, sides[keep], values[keep].float())
 
 
 def last_token_index(

@@ -24,7 +24,7 @@ from ..common import LmforgeError, move_to
 from ..config import field_
 from ..runs.layout import REFERENCE_LOGPS_FILE as REFERENCE_FILE
 from ..train.loop import TrainResult
-from .pairwise import PairsPrepared, Stage, run_pairwise_stage
+from .pairwise import PairsPrepared, Stage, pair_batches, run_pairwise_stage
 from .pairwise_config import PairwiseConfig
 
 STAGE = "dpo"
@@ -80,17 +80,15 @@ def reference_table(
     ref: torch.nn.Module, pairs: list[Any], prep: PairsPrepared, device
 ) -> torch.Tensor:
     """(N, 2) the reference's summed answer log-probs (chosen, rejected) of every pair."""
-    from ..data.preference_batches import PreferenceBatches
-    from ..train.logprobs import sequence_logps
+    from ..train.logprobs import answer_logps
 
     table = torch.zeros(len(pairs), 2, dtype=torch.float32)
     if not pairs:
         return table
-    src = PreferenceBatches(pairs, prep.cfg.batch_size, pad_id=prep.pad_id, shuffle=False)
+    src = pair_batches(prep, pairs, shuffle=False)
     ref = ref.to(device)
     for batch in src.eval_batches():
-        b = move_to(batch, device)
-        logps = sequence_logps(ref, b["ids"], b["response_mask"]).float().cpu()  # (2B,)
+        logps = answer_logps(ref, move_to(batch, device)).float().cpu()  # (2B,)
         table[batch["index"]] = torch.stack(logps.chunk(2), dim=1)  # (B, 2)
     return table
 

@@ -7,7 +7,8 @@ both, following the stage contract (`stages.base`): the parent run (`--from`)
 gives the weights and the tokenizer (it must have the chat template's role
 tokens), the pairs are read by `lmforge.data.preferences`, rendered through the
 chat template and fitted to `--seq-len` by `lmforge.data.preference_batches`,
-and the one loop trains with both sides of each pair in one forward. With
+and the one loop trains with both sides of each pair in one forward (on GPT and
+LLaMA one row per pair, the prompt once: `--share-prompt`, on by default). With
 `--epochs` the step budget follows from the number of pairs. `--resume`
 continues bitwise (the data is read again; its cursor is in the checkpoint).
 """
@@ -143,6 +144,21 @@ def prepare_pairs(cfg: PairwiseConfig, start: StageStart) -> PairsPrepared:
                          stats, val_stats, summary)  # fmt: skip
 
 
+def shares_prompt(prep: PairsPrepared) -> bool:
+    """Whether batches hold a pair per row (`collate_shared_pairs`): an attention decoder
+    with --share-prompt; an RNN reads a row strictly in order and cannot branch."""
+    return prep.cfg.share_prompt and prep.arch in ("gpt", "llama")
+
+
+def pair_batches(prep: PairsPrepared, pairs: list[Any], **kw: Any):
+    """The stage's `PreferenceBatches` over `pairs` (its batch size, padding and layout)."""
+    from ..data.preference_batches import PreferenceBatches
+
+    return PreferenceBatches(
+        pairs, prep.cfg.batch_size, pad_id=prep.pad_id, share_prompt=shares_prompt(prep), **kw
+    )
+
+
 def data_inputs(cfg: PairwiseConfig) -> tuple[tuple[str, str], ...]:
     from .sft import _recursive_root
 
@@ -169,13 +185,7 @@ def run_pairwise_stage(cfg: PairwiseConfig, resume: bool, stage: Stage) -> Train
 
 def pair_evaluator(prep: PairsPrepared, ctx: Any, objective: Any):
     """Validation: the objective's mean loss and pairwise accuracy over the held-out pairs."""
-    from ..data.preference_batches import PreferenceBatches
-
-    cfg = prep.cfg
-    src = PreferenceBatches(
-        prep.val, cfg.batch_size, pad_id=prep.pad_id, rank=ctx.rank, world_size=ctx.world_size,
-        shuffle=False,
-    )  # fmt: skip
+    src = pair_batches(prep, prep.val, rank=ctx.rank, world_size=ctx.world_size, shuffle=False)
     batches = src.eval_batches()
 
     def evaluate(model: torch.nn.Module) -> dict[str, float]:
@@ -199,13 +209,10 @@ def pair_evaluator(prep: PairsPrepared, ctx: Any, objective: Any):
 
 
 def _run(prep: PairsPrepared, ctx: Any, start: StageStart, stage: Stage) -> TrainResult:
-    from ..data.preference_batches import PreferenceBatches
-
     cfg, out = prep.cfg, Path(prep.cfg.out)
-    batches = PreferenceBatches(
-        prep.train, cfg.batch_size, pad_id=prep.pad_id, seed=cfg.seed, rank=ctx.rank,
-        world_size=ctx.world_size,
-    )  # fmt: skip
+    batches = pair_batches(
+        prep, prep.train, seed=cfg.seed, rank=ctx.rank, world_size=ctx.world_size
+    )
     model, n_params, objective, extra = stage.build(prep, ctx, start)
     if ctx.is_main:
         write_run_files(out, cfg, prep.tok)

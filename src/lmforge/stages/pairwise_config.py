@@ -39,6 +39,10 @@ class PairwiseConfig(StageConfig):
         None, help="passes over the pairs; sets --max-steps (none: use the step/token/time budget)",
         min=0.0,
     )  # fmt: skip
+    share_prompt: bool = field_(
+        True, help="GPT/LLaMA: one row per pair, the prompt once and both answers as branches "
+        "(the same scores and losses from fewer tokens); off: a row per answer (RNN always)",
+    )  # fmt: skip
 
     def validate(self) -> None:
         super().validate()

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .logprobs import sequence_logps
+from .logprobs import answer_logps
 from .objective import LossOutput
 
 LOSS_TYPES = ("sigmoid", "ipo")
@@ -38,7 +38,7 @@ LOSS_TYPES = ("sigmoid", "ipo")
 def dpo_loss(
     policy: torch.Tensor,
     reference: torch.Tensor,
-    mask: torch.Tensor,
+    lengths: torch.Tensor,
     *,
     beta: float,
     loss_type: str = "sigmoid",
@@ -46,8 +46,8 @@ def dpo_loss(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(per-pair loss (B,), chosen rewards (B,), rejected rewards (B,)).
 
-    `policy`, `reference`: (2B,) summed answer log-probabilities, chosen rows first;
-    `mask`: (2B, T) the answer positions (IPO's per-token mean needs their count).
+    `policy`, `reference`: (2B,) summed answer log-probabilities, chosen answers first;
+    `lengths`: (2B,) the answers' token counts (IPO's per-token mean needs them).
     """
     B = policy.shape[0] // 2
     ratio = policy.float() - reference.float()  # (2B,)
@@ -57,14 +57,20 @@ def dpo_loss(
         if label_smoothing:
             loss = loss - label_smoothing * F.logsigmoid(-beta * h)
     elif loss_type == "ipo":
-        # Each row's answer length; the mask of position 0 never counts (it has no context).
-        n = mask[:, 1:].sum(dim=1).clamp(min=1).float()  # (2B,)
-        mean_ratio = ratio / n
+        mean_ratio = ratio / lengths.clamp(min=1).float()  # (2B,)
         loss = (mean_ratio[:B] - mean_ratio[B:] - 1 / (2 * beta)) ** 2
     else:
         raise ValueError(f"loss_type must be one of {', '.join(LOSS_TYPES)}, got {loss_type!r}")
     rewards = beta * ratio.detach()
     return loss, rewards[:B], rewards[B:]
+
+
+def answer_lengths(batch: dict[str, Any]) -> torch.Tensor:
+    """(2B,) token count of each answer of a preference batch, by side."""
+    sides = batch["sides"]
+    keep = sides >= 0
+    n = torch.zeros(2 * batch["margin"].shape[0], dtype=torch.long, device=sides.device)
+    return n.index_add_(0, sides[keep], torch.ones_like(sides[keep]))
 
 
 class DPOObjective:
@@ -95,13 +101,12 @@ class DPOObjective:
             table = self.ref_logps[batch["index"].cpu()]  # (B, 2)
             return table.T.reshape(-1).to(batch["ids"].device)  # (2B,): chosen..., rejected...
         with torch.no_grad():
-            return sequence_logps(self.reference, batch["ids"], batch["response_mask"])
+            return answer_logps(self.reference, batch)
 
     def compute_loss(self, model: nn.Module, batch: dict[str, Any]) -> LossOutput:
-        mask = batch["response_mask"]  # (2B, T)
-        policy = sequence_logps(model, batch["ids"], mask)  # (2B,)
+        policy = answer_logps(model, batch)  # (2B,)
         loss, r_c, r_r = dpo_loss(
-            policy, self.reference_logps(batch), mask, beta=self.beta,
+            policy, self.reference_logps(batch), answer_lengths(batch), beta=self.beta,
             loss_type=self.loss_type, label_smoothing=self.label_smoothing,
         )  # fmt: skip
         metrics = {

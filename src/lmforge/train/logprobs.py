@@ -14,9 +14,17 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..models.masks import IGNORE, shifted_targets
+from ..models.masks import IGNORE, shifted_targets, side_sums
 
-__all__ = ["IGNORE", "masked_token_logps", "sequence_logps", "shifted_targets", "to_token_frame"]
+__all__ = [
+    "IGNORE",
+    "answer_logps",
+    "layout_kwargs",
+    "masked_token_logps",
+    "sequence_logps",
+    "shifted_targets",
+    "to_token_frame",
+]
 
 
 def to_token_frame(flat: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
@@ -29,13 +37,16 @@ def to_token_frame(flat: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
     return torch.cat([out.new_zeros(B, 1), out[:, :-1]], dim=1)  # (B, T), positions t
 
 
-def masked_token_logps(model: nn.Module, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def masked_token_logps(
+    model: nn.Module, ids: torch.Tensor, mask: torch.Tensor, **layout: torch.Tensor
+) -> torch.Tensor:
     """(B, T) log p(ids[t] | ids[<t]) at positions where `mask` (B, T) is set, 0 elsewhere.
 
     Position 0 has no context and is never scored (its mask bit is ignored).
+    `layout`: the row layout's model arguments (``branch_ids``), see `layout_kwargs`.
     """
     targets = shifted_targets(ids, mask)  # (B, T)
-    _, nll = model(ids, targets=targets, targets_only=True, reduction="none")  # (N,)
+    _, nll = model(ids, targets=targets, targets_only=True, reduction="none", **layout)  # (N,)
     # The prediction at t-1 is the log-probability of token t: shift back by one.
     return to_token_frame(-nll, targets != IGNORE)
 
@@ -43,3 +54,17 @@ def masked_token_logps(model: nn.Module, ids: torch.Tensor, mask: torch.Tensor) 
 def sequence_logps(model: nn.Module, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """(B,) sum of the masked tokens' log-probabilities per row."""
     return masked_token_logps(model, ids, mask).sum(dim=1)
+
+
+def layout_kwargs(batch: dict) -> dict[str, torch.Tensor]:
+    """The model arguments a preference batch's row layout needs: ``branch_ids`` for
+    shared-prompt rows (`data.preference_batches.collate_shared_pairs`), none for two rows."""
+    return {"branch_ids": batch["branch_ids"]} if "branch_ids" in batch else {}
+
+
+def answer_logps(model: nn.Module, batch: dict) -> torch.Tensor:
+    """(2B,) summed log-probabilities of every answer of a preference batch, by side
+    (chosen answers first), in either row layout."""
+    sides = batch["sides"]  # (rows, T)
+    frame = masked_token_logps(model, batch["ids"], sides >= 0, **layout_kwargs(batch))
+    return side_sums(frame, sides, 2 * batch["margin"].shape[0])  # (2B,)

@@ -24,8 +24,9 @@ The ranking loss alone lets the trunk forget what the SFT model knew, and a
 reward model that must tell a right answer from a wrong one needs exactly
 that knowledge (docs/preferences.md measures it on the world's pairs).
 
-Batches come from `lmforge.data.preference_batches.PreferenceBatches`: chosen
-rows then rejected rows, both sides of every pair in one forward. The loss is
+Batches come from `lmforge.data.preference_batches.PreferenceBatches`: both
+sides of every pair in one forward (chosen rows then rejected rows, or one row
+per pair with the prompt once), each answer's tokens numbered by ``sides``. The loss is
 summed over pairs and `n_tokens` counts pairs, so the loop averages over the
 pairs of the whole step (tokens_seen and the max-tokens budget count pairs
 here). TRL's `RewardTrainer` computes the same per-batch mean
@@ -40,15 +41,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..models.masks import row_means
-from .logprobs import IGNORE, shifted_targets
+from ..models.masks import side_sums, target_sides
+from .logprobs import IGNORE, layout_kwargs, shifted_targets
 from .objective import LossOutput
 
 
 def pair_rewards(model: nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
-    """(chosen, rejected) scores, each (B,), from one forward over the 2B rows of `batch`."""
-    # response_mask: what a likelihood head scores (a scalar head reads position lengths-1)
-    scores = model(batch["ids"], lengths=batch["lengths"], response_mask=batch["response_mask"])
+    """(chosen, rejected) scores, each (B,), from one forward over the rows of `batch`."""
+    # sides: each answer's tokens (a scalar head reads the last, a likelihood head all)
+    scores = model(batch["ids"], sides=batch["sides"], **layout_kwargs(batch))  # (2B,)
     B = batch["margin"].shape[0]
     return scores[:B], scores[B:]
 
@@ -67,15 +68,18 @@ def pair_rewards_and_chosen_nll(
     model: nn.Module, batch: dict[str, Any]
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(chosen, rejected) scores, each (B,), and the chosen answers' mean per-token
-    cross-entropy (B,), all from one forward over the 2B rows of `batch`."""
-    ids, mask = batch["ids"], batch["response_mask"]  # (2B, T), (2B, T)
+    cross-entropy (B,), all from one forward over the rows of `batch`."""
+    ids, sides = batch["ids"], batch["sides"]  # (rows, T) each
     B = batch["margin"].shape[0]
-    targets = shifted_targets(ids, mask)  # (2B, T)
-    targets[B:] = IGNORE  # only the chosen answers are language-modelled
-    scores, logits = model(ids, lengths=batch["lengths"], targets=targets)  # (2B,), (N, V)
-    keep = targets != IGNORE  # (2B, T)
-    nll = F.cross_entropy(logits.float(), targets[keep], reduction="none")  # (N,)
-    return scores[:B], scores[B:], row_means(nll, keep)[:B]
+    # Only the chosen answers (sides 0..B-1) are language-modelled.
+    targets = shifted_targets(ids, (sides >= 0) & (sides < B))  # (rows, T)
+    scores, logits = model(ids, sides=sides, targets=targets, **layout_kwargs(batch))
+    keep = targets != IGNORE  # (rows, T)
+    nll = torch.zeros(keep.shape, dtype=torch.float32, device=ids.device)  # (rows, T)
+    nll[keep] = F.cross_entropy(logits.float(), targets[keep], reduction="none")
+    owner = target_sides(sides, targets)  # (rows, T)
+    mean = side_sums(nll, owner, B) / side_sums(keep.float(), owner, B).clamp(min=1)  # (B,)
+    return scores[:B], scores[B:], mean
 
 
 class RewardObjective:
