@@ -166,7 +166,9 @@ def batches(setup: Setup, args, seed: int):
     """lmforge's batch source of round `seed` (its shuffle is the order both sides read)."""
     from lmforge.data.preference_batches import PreferenceBatches
 
-    return PreferenceBatches(setup.pairs, args.batch, pad_id=setup.pad, seed=seed)
+    return PreferenceBatches(
+        setup.pairs, args.batch, pad_id=setup.pad, seed=seed, share_prompt=not args.two_rows
+    )
 
 
 def round_order(setup: Setup, args, seed: int, steps: int) -> list[int]:
@@ -423,6 +425,11 @@ def add_common_args(ap) -> None:
     ap.add_argument("--work", help="folder for the tokenizer and export (default: temp)")
     ap.add_argument("--tag", default="", help="suffix of the result file (<name>_<tag>.json)")
     ap.add_argument("--quick", action="store_true", help="smoke run: 1 round, 2 steps, no JSON")
+    ap.add_argument(
+        "--two-rows", action="store_true",
+        help="lmforge: a row per answer (--no-share-prompt) instead of the stages' default, "
+        "one row per pair with the prompt once",
+    )  # fmt: skip
 
 
 def load_average() -> list[float]:
@@ -440,9 +447,18 @@ def config_record(setup: Setup, args) -> dict[str, Any]:
         "data": "random token ids (no special ids): every row exactly prompt + answer",
         "batch_pairs": args.batch, "steps": args.steps, "warmup": args.warmup,
         "rounds": args.rounds, "lr": args.lr, "threads": torch.get_num_threads(),
+        "lmforge_layout": layout_note(args),
         "trl": trl.__version__, "transformers": transformers.__version__,
         "load_average_start": setup.load_start,
     }  # fmt: skip
+
+
+def layout_note(args) -> str:
+    """lmforge's rows per step, in words (TRL always runs 2 × batch rows of prompt + answer)."""
+    if args.two_rows:
+        return f"{2 * args.batch} rows × {PROMPT + ANSWER} tokens (a row per answer)"
+    return (f"{args.batch} rows × {PROMPT + 2 * ANSWER + 1} tokens (a row per pair: the prompt "
+            "once, both answers as branches)")  # fmt: skip
 
 
 def require_trl(name: str) -> None:

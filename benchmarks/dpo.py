@@ -11,7 +11,9 @@ AdamW (lr, betas, weight decay, clipping at 1, constant schedule, no warmup)
 and 2 torch threads:
 
 * lmforge: `DPOObjective(reference=frozen_model)` through the one loop,
-  `lmforge.train.loop.train`, on `PreferenceBatches`; log-probabilities by
+  `lmforge.train.loop.train`, on `PreferenceBatches` in the stage's default
+  layout (one row per pair, the prompt once: 8 rows × 99 tokens where TRL runs
+  16 × 65; `--two-rows` for TRL's layout); log-probabilities by
   `lmforge.train.logprobs.masked_token_logps` (only answer positions reach the
   output layer);
 * lmforge with its stage's default, `DPOObjective(ref_logps=table)`: the
@@ -75,16 +77,15 @@ LM, LM_CACHED, TRL = (
 
 def reference_table(setup: pb.Setup, args) -> tuple[torch.Tensor, float]:
     """(POOL, 2) the reference's summed answer log-probs of every pair, and the seconds taken."""
-    from lmforge.data.preference_batches import PreferenceBatches
-    from lmforge.train.logprobs import sequence_logps
+    from lmforge.train.logprobs import answer_logps
 
     ref = pb.lmforge_model(setup, frozen=True)
     t0 = time.perf_counter()
     table = torch.zeros(len(setup.pairs), 2)
-    src = PreferenceBatches(setup.pairs, args.batch, pad_id=setup.pad, shuffle=False)
+    src = pb.batches(setup, args, seed=0)
     with torch.no_grad():
         for b in src.eval_batches():
-            logps = sequence_logps(ref, b["ids"], b["response_mask"])  # (2B,)
+            logps = answer_logps(ref, b)  # (2B,)
             table[b["index"]] = torch.stack(logps.chunk(2), dim=1)  # (B, 2)
     return table, time.perf_counter() - t0
 
@@ -99,11 +100,11 @@ def lmforge_objective(setup: pb.Setup, table: torch.Tensor | None = None):
 
 def first_chosen_logps(setup: pb.Setup, args, seed: int) -> float:
     """Mean summed log-prob of the chosen answers of round `seed`'s first batch (initial model)."""
-    from lmforge.train.logprobs import sequence_logps
+    from lmforge.train.logprobs import answer_logps
 
     b = pb.batches(setup, args, seed).next_batch()
     with torch.no_grad():
-        logps = sequence_logps(pb.lmforge_model(setup, frozen=True), b["ids"], b["response_mask"])
+        logps = answer_logps(pb.lmforge_model(setup, frozen=True), b)  # (2B,)
     return float(logps[: args.batch].mean())
 
 
@@ -226,7 +227,8 @@ def main() -> None:
               TRL: split_trl(setup, args, reps)}  # fmt: skip
     gflops = pb.matmul_gflops()
     results = rounds.results(args.batch, splits)
-    print(f"{args.batch} pairs ({2 * args.batch} rows × {pb.PROMPT + pb.ANSWER} tokens) per step, "
+    print(f"{args.batch} pairs per step (TRL {2 * args.batch} rows × {pb.PROMPT + pb.ANSWER} tokens, "
+          f"lmforge {pb.layout_note(args)}), "
           f"β {BETA}, lr {args.lr}, fp32, {torch.get_num_threads()} threads; pairs/s = pairs per "
           f"step / median step time over {args.rounds} rounds × {args.steps} timed steps after "
           f"{args.warmup} warm-up steps; fp32 2048² matmul {gflops:,.0f} GFLOP/s")  # fmt: skip

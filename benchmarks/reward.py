@@ -8,9 +8,12 @@ anywhere; benchmarks/_pairs_bench.py builds the tokenizer, model and pairs),
 the pairwise ranking loss with each pair's margin, the same AdamW (lr, betas,
 weight decay, clipping at 1, constant schedule, no warmup) and 2 torch threads:
 
-* lmforge: `WithScalarHead(llama)` (the head reads each row's last hidden
+* lmforge: `WithScalarHead(llama)` (the head reads each answer's last hidden
   state) and `RewardObjective` through the one loop, `lmforge.train.loop.train`,
-  on `PreferenceBatches`;
+  on `PreferenceBatches` in the stage's default layout: one row per pair, the
+  prompt once and both answers as branches (8 rows × 99 tokens where TRL runs
+  16 × 65; the same scores, tests/test_shared_prompt.py); `--two-rows` runs
+  TRL's layout instead;
 * TRL 1.12 `RewardTrainer` on `AutoModelForSequenceClassification` (num_labels=1)
   loaded from the exported folder with lmforge's head weight copied into
   `score.weight` (HF's score has no bias; lmforge's starts at 0), on the
@@ -164,7 +167,8 @@ def main() -> None:
     splits = {LM: split_lmforge(setup, args, reps), TRL: split_trl(setup, args, reps)}
     gflops = pb.matmul_gflops()
     results = rounds.results(args.batch, splits)
-    print(f"{args.batch} pairs ({2 * args.batch} rows × {pb.PROMPT + pb.ANSWER} tokens) per step, "
+    print(f"{args.batch} pairs per step (TRL {2 * args.batch} rows × {pb.PROMPT + pb.ANSWER} tokens, "
+          f"lmforge {pb.layout_note(args)}), "
           f"lr {args.lr}, fp32, {torch.get_num_threads()} threads; pairs/s = pairs per step / "
           f"median step time over {args.rounds} rounds × {args.steps} timed steps after "
           f"{args.warmup} warm-up steps; fp32 2048² matmul {gflops:,.0f} GFLOP/s")  # fmt: skip
