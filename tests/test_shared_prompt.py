@@ -176,3 +176,32 @@ def test_preference_batches_share_prompt_keeps_order_and_cursor():
     assert [e["index"].tolist() for e in a.eval_batches()] == [
         e["index"].tolist() for e in b.eval_batches()
     ]
+
+
+@pytest.mark.parametrize("head", ["scalar", "likelihood"])
+def test_score_ids_runs_each_prompt_once_with_the_same_scores(head):
+    from lmforge.eval.reward_scores import score_ids
+
+    model = HeadModel(make("llama", n_kv_head=2), head, scale=2.0)
+    g = torch.Generator().manual_seed(7)
+    prompts = [torch.randint(1, V, (n,), generator=g).tolist() for n in (6, 3, 9)]
+    rows, starts = [], []
+    for k in range(14):  # prompts 0, 1, 2 with 6, 4 and 4 answers, interleaved
+        p = prompts[k % 3] if k < 12 else prompts[0]
+        rows.append(p + torch.randint(1, V, (1 + k % 5,), generator=g).tolist())
+        starts.append(len(p))
+    plain = score_ids(model, rows, pad_id=PAD, starts=starts, branches=False, batch_size=4)
+    shared = score_ids(model, rows, pad_id=PAD, starts=starts, batch_size=4)
+    torch.testing.assert_close(torch.tensor(shared), torch.tensor(plain), atol=1e-5, rtol=0)
+
+
+def test_prompt_groups_split_at_the_budget():
+    from lmforge.eval.reward_scores import prompt_groups
+
+    rows = [[1, 2, 3, 9], [1, 2, 3, 8, 8], [4, 5, 7], [1, 2, 3, 6]]
+    starts = [3, 3, 2, 3]
+    assert prompt_groups(rows, starts, None) == [([1, 2, 3], [0, 1, 3]), ([4, 5], [2])]
+    # prefix 2 tokens + (1 + 1) + (1 + 2) = 7 fits 7; + (1 + 1) would not: a new row
+    assert prompt_groups(rows, starts, 7) == [
+        ([1, 2, 3], [0, 1]), ([1, 2, 3], [3]), ([4, 5], [2])
+    ]  # fmt: skip

@@ -137,40 +137,64 @@ def collate_pairs(
     return _batch(pairs, indices, ids, sides, [len(r) for r in rows])
 
 
+def branched_rows(
+    groups: Sequence[tuple[Sequence[int], Sequence[tuple[int, Sequence[int]]]]], pad_id: int
+) -> dict[str, torch.Tensor]:
+    """Rows that hold a prompt once and several answers after it, each a branch.
+
+    `groups`: per row, (prompt ids, [(side, answer ids), ...]). Row r is the prompt
+    without its last token (the shared prefix, branch 0), then for each answer the
+    prompt's last token and the answer (branch 1, 2, ...), right-padded with `pad_id`
+    (branch -1). The last prompt token repeats because it predicts each answer's first
+    token, and one position cannot hold two targets. With ``branch_ids`` every answer
+    is computed exactly as in its own row prompt + answer (`models.masks.branch_mask`).
+    ``sides`` (R, T) holds each answer token's `side`, -1 elsewhere; ``lengths`` (R,)
+    the real tokens of each row.
+    """
+    rows, layouts = [], []
+    for prompt, answers in groups:
+        row, branch, side = list(prompt[:-1]), [0] * (len(prompt) - 1), [-1] * (len(prompt) - 1)
+        for k, (number, answer) in enumerate(answers, start=1):
+            row += [prompt[-1], *answer]
+            branch += [k] * (1 + len(answer))
+            side += [-1] + [number] * len(answer)
+        rows.append(row)
+        layouts.append((branch, side))
+    T = max((len(r) for r in rows), default=1)
+    R = len(rows)
+    ids = np.full((R, T), pad_id, dtype=np.int64)  # (R, T)
+    branch_ids = np.full((R, T), -1, dtype=np.int64)  # (R, T)
+    sides = np.full((R, T), -1, dtype=np.int64)  # (R, T)
+    for r, (row, (branch, side)) in enumerate(zip(rows, layouts)):
+        ids[r, : len(row)], branch_ids[r, : len(row)], sides[r, : len(row)] = row, branch, side
+    return {
+        "ids": torch.from_numpy(ids),
+        "branch_ids": torch.from_numpy(branch_ids),
+        "sides": torch.from_numpy(sides),
+        "lengths": torch.tensor([len(r) for r in rows], dtype=torch.int64),
+    }
+
+
 def collate_shared_pairs(
     pairs: Sequence[PairTokens], indices: Sequence[int], pad_id: int
 ) -> dict[str, torch.Tensor]:
     """The shared-prompt batch of `indices`: one row per pair, the prompt once.
 
-    Row i is ``prompt | chosen answer | <|assistant|> | rejected answer``, right-padded;
-    ``branch_ids`` (B, T) marks the prompt before its header 0, the header and the
-    chosen answer 1, a second copy of the header and the rejected answer 2, padding -1.
-    Each answer sees the prompt and itself only, at the positions it has in its own
-    row of the two-row layout (`models.masks.branch_mask`), so every score and
-    log-probability is the two-row one (tests/test_preference_batches.py), from
-    P + |y_c| + |y_r| + 1 tokens instead of 2P + |y_c| + |y_r|. The header is repeated
-    because it predicts each answer's first token: one position cannot hold two targets.
+    Row i is ``prompt | chosen answer | <|assistant|> | rejected answer`` (`branched_rows`:
+    the chosen answer of pair i is side i, the rejected one side B + i), so every score
+    and log-probability is the two-row one (tests/test_shared_prompt.py), from
+    P + |y_c| + |y_r| + 1 tokens instead of 2P + |y_c| + |y_r|.
     """
     B = len(indices)
-    rows, cuts = [], []
-    for i in indices:
+    groups = []
+    for r, i in enumerate(indices):
         p = pairs[i]
         P = p.prompt_len
-        rows.append(p.chosen + p.chosen[P - 1 : P] + p.rejected[P:])
-        cuts.append((P, len(p.chosen)))  # prompt length, where the chosen branch ends
-    T = max((len(r) for r in rows), default=1)
-    ids = np.full((B, T), pad_id, dtype=np.int64)  # (B, T)
-    branch = np.full((B, T), -1, dtype=np.int64)  # (B, T)
-    sides = np.full((B, T), -1, dtype=np.int64)  # (B, T) chosen of pair r: r, rejected: B + r
-    for r, (row, (P, c_end)) in enumerate(zip(rows, cuts)):
-        ids[r, : len(row)] = row
-        branch[r, : P - 1] = 0
-        branch[r, P - 1 : c_end] = 1
-        branch[r, c_end : len(row)] = 2
-        sides[r, P:c_end] = r
-        sides[r, c_end + 1 : len(row)] = B + r
-    batch = _batch(pairs, indices, ids, sides, [len(r) for r in rows])
-    batch["branch_ids"] = torch.from_numpy(branch)
+        groups.append((p.chosen[:P], [(r, p.chosen[P:]), (B + r, p.rejected[P:])]))
+    rows = branched_rows(groups, pad_id)
+    sides = rows["sides"].numpy()
+    batch = _batch(pairs, indices, rows["ids"].numpy(), sides, rows["lengths"].tolist())
+    batch["branch_ids"] = rows["branch_ids"]
     return batch
 
 

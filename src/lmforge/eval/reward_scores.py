@@ -8,6 +8,10 @@ model without gradients. Rows are sorted by length first so a batch pads
 little; the scores come back in the order given. A row longer than the model's
 context keeps its last tokens (the answer and the end of the prompt).
 
+Rows that share a prompt (rejection sampling's N samples, a pair's two sides)
+run the prompt once, their answers as branches of one row (`branched_rows`),
+on GPT and LLaMA reward models.
+
 Used by `lmforge reward score`, `lmforge eval reward` and rejection sampling.
 """
 
@@ -55,20 +59,28 @@ def score_ids(
     pad_id: int,
     batch_size: int = 32,
     starts: Sequence[int] | None = None,
+    branches: bool = True,
 ) -> list[float]:
     """The reward head's score of each token row (any order; returned in the given order).
 
     `starts`: where each row's answer begins (a likelihood head scores those tokens;
-    required for one, ignored by a scalar head)."""
+    required for one). With `starts` on a GPT or LLaMA reward model, rows that share a
+    prompt are scored as branches of one row, the prompt run once (`branches`; the
+    same scores, fewer tokens: rejection sampling's N answers per prompt, a pair's two
+    sides); `batch_size` then counts answers."""
     device = next(model.parameters()).device
     limit = _context(model)
     cut = [max(0, len(r) - limit) if limit else 0 for r in rows]
     rows = [list(r)[c:] for r, c in zip(rows, cut)]
+    branches = branches and starts is not None  # without answer starts there is no prompt
     if starts is None:
         if head_kind(model) == "likelihood":
             raise ValueError("a likelihood head scores the answer: pass starts")
         starts = [0] * len(rows)
     starts = [max(1, s - c) for s, c in zip(starts, cut)]  # token 0 has no context
+
+    if branches and can_branch(model) and all(len(r) > s for r, s in zip(rows, starts)):
+        return _score_branched(model, rows, starts, pad_id, batch_size, limit)
 
     def scores(take: list[int]) -> list[float]:
         ids, lengths = pad_rows([rows[i] for i in take], pad_id)  # (b, T), (b,)
@@ -79,6 +91,70 @@ def score_ids(
         return out.float().cpu().tolist()  # (b,)
 
     return _by_length(rows, batch_size, scores)
+
+
+def can_branch(model: nn.Module) -> bool:
+    """Whether a head model's base lays several answers after one prompt (`branch_ids`)."""
+    from ..models.registry import arch_of
+
+    base = getattr(model, "base", model)
+    return arch_of(getattr(base, "_orig_mod", base)) in ("gpt", "llama")
+
+
+def prompt_groups(
+    rows: Sequence[Sequence[int]], starts: Sequence[int], budget: int | None
+) -> list[tuple[list[int], list[int]]]:
+    """(prompt ids, [row indices]) for the rows that share a prompt (``row[:start]``),
+    first-seen order; a group is split so that prompt + its answers stays within
+    `budget` tokens (None: no limit)."""
+    by_prompt: dict[tuple[int, ...], list[int]] = {}
+    for i, (r, s) in enumerate(zip(rows, starts)):
+        by_prompt.setdefault(tuple(r[:s]), []).append(i)
+    out = []
+    for prompt, members in by_prompt.items():
+        chunk, length = [], len(prompt) - 1
+        for i in members:
+            add = 1 + len(rows[i]) - starts[i]  # the prompt's last token again + the answer
+            if chunk and budget is not None and length + add > budget:
+                out.append((list(prompt), chunk))
+                chunk, length = [], len(prompt) - 1
+            chunk.append(i)
+            length += add
+        out.append((list(prompt), chunk))
+    return out
+
+
+def _score_branched(model, rows, starts, pad_id: int, batch_size: int, limit) -> list[float]:
+    """`score_ids` with each prompt run once for all of its answers: rows that share a
+    prompt become one row of branches (`data.preference_batches.branched_rows`); the
+    scores are the one-row-per-answer ones (tests/test_shared_prompt.py)."""
+    from ..data.preference_batches import branched_rows
+
+    device = next(model.parameters()).device
+    # Rows of at most twice the context: the masked attention grows with the square.
+    groups = prompt_groups(rows, starts, 2 * limit if limit else None)
+    groups.sort(key=lambda g: len(g[0]) + sum(1 + len(rows[i]) - starts[i] for i in g[1]))
+    out = [0.0] * len(rows)
+    start = 0
+    while start < len(groups):
+        take, answers = [], 0  # whole groups until about `batch_size` answers
+        while start < len(groups) and (not take or answers + len(groups[start][1]) <= batch_size):
+            take.append(groups[start])
+            answers += len(groups[start][1])
+            start += 1
+        order = [i for _, members in take for i in members]
+        number = {i: k for k, i in enumerate(order)}
+        batch = branched_rows(
+            [(p, [(number[i], rows[i][starts[i] :]) for i in members]) for p, members in take],
+            pad_id,
+        )
+        scores = model(
+            batch["ids"].to(device), branch_ids=batch["branch_ids"].to(device),
+            sides=batch["sides"].to(device),
+        )  # (answers,)  # fmt: skip
+        for i, v in zip(order, scores.float().cpu().tolist()):
+            out[i] = v
+    return out
 
 
 @torch.no_grad()
