@@ -14,7 +14,10 @@ same work per iteration (`_trl_rl.RLShape`):
   policy's trunk (its default; the textbook's "same model with a linear head"), so
   its update runs one trunk where TRL runs two — part of what the ratio measures;
 * GRPO: 8 prompts × 8 completions of 32 tokens, a Python reward (distinct tokens),
-  β = 0.04 so that both run the reference model, one optimizer step.
+  β = 0.04 so that both run the reference model, one optimizer step. lmforge runs
+  the stage's default, each prompt's 8 completions as branches of one row (the
+  prompt once: 8 rows × 295 tokens where TRL runs 64 × 64; the same numbers,
+  tests/test_shared_prompt.py); `--no-share-prompt` runs a row per completion.
 
 lmforge runs its real stage machinery (`stages.ppo_rollout.RolloutBatches`, the PPO
 and GRPO objectives, the one loop); an iteration is timed from one rollout's start
@@ -78,7 +81,7 @@ def _distinct(convs, texts) -> list[float]:
 
 
 def lmforge_times(setup: pb.Setup, shape: trl.RLShape, algorithm: str, iterations: int,
-                  warmup: int) -> dict[str, Any]:  # fmt: skip
+                  warmup: int, share: bool = True) -> dict[str, Any]:  # fmt: skip
     """Median seconds per iteration (rollout + update) of lmforge's PPO or GRPO, split."""
     from lmforge.models.heads import WithValueHead
     from lmforge.stages.ppo_rollout import RolloutBatches, RolloutSettings, read_iterations
@@ -90,6 +93,7 @@ def lmforge_times(setup: pb.Setup, shape: trl.RLShape, algorithm: str, iteration
 
     ppo = algorithm == "ppo"
     n = 1 if ppo else shape.grpo_completions
+    share = share and n > 1  # the stage's default: a prompt's answers run it once (--share-prompt)
     episodes = shape.episodes if ppo else shape.grpo_rows
     epochs, minibatches = (shape.ppo_epochs, shape.minibatches) if ppo else (1, 1)
     convs, ids = _prompts(setup, episodes // n * (iterations + warmup), shape.prompt)
@@ -101,8 +105,10 @@ def lmforge_times(setup: pb.Setup, shape: trl.RLShape, algorithm: str, iteration
     settings = RolloutSettings(
         algorithm=algorithm, episodes=episodes, n=n, ppo_epochs=epochs, minibatches=minibatches,
         max_new_tokens=shape.response, temperature=1.0, seed=shape.seed, stop_ids=(),
+        share_prompts=share,
     )  # fmt: skip
-    objective = PPOObjective() if ppo else GRPOObjective(beta=trl.GRPO_BETA)
+    objective = (PPOObjective(share_prompts=share) if ppo
+                 else GRPOObjective(beta=trl.GRPO_BETA, share_prompts=share))  # fmt: skip
     steps = (iterations + warmup) * epochs * minibatches
     cfg = TrainConfig(
         batch_size=settings.rows, max_steps=steps, lr=shape.lr, min_lr=shape.lr, warmup=0,
@@ -140,6 +146,10 @@ def main() -> None:
     ap.add_argument("--iterations", type=int, default=3, help="timed iterations per side")
     ap.add_argument("--warmup", type=int, default=1, help="untimed iterations first")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    ap.add_argument("--no-share-prompt", action="store_true",
+                    help="lmforge GRPO: a row per completion instead of the stage's default, "
+                    "a prompt's completions as branches of one row")  # fmt: skip
+    ap.add_argument("--tag", default="", help="suffix of the result file (ppo_<tag>.json)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -150,7 +160,8 @@ def main() -> None:
         # Interleaved: each side's PPO, then each side's GRPO, so a busy spell hits both.
         ppo_ours = lmforge_times(setup, shape, "ppo", args.iterations, args.warmup)
         ppo_trl = trl.trl_ppo_times(setup, shape, iterations=args.iterations, warmup=args.warmup)
-        grpo_ours = lmforge_times(setup, shape, "grpo", args.iterations, args.warmup)
+        grpo_ours = lmforge_times(setup, shape, "grpo", args.iterations, args.warmup,
+                                  share=not args.no_share_prompt)  # fmt: skip
         grpo_trl = trl.trl_grpo_times(setup, shape, steps=args.iterations, warmup=args.warmup)
     rows = []
     for name, ours, peer in (("PPO iteration", ppo_ours, ppo_trl),
@@ -162,9 +173,9 @@ def main() -> None:
                      f"{gen_o:.0%}", f"{gen_p:.0%}"])  # fmt: skip
     print_table(["work", "lmforge s", "TRL 1.12 s", "speed-up", "lmforge generation",
                  "TRL generation"], rows)  # fmt: skip
-    write_result("ppo", {
+    write_result("ppo" + (f"_{args.tag}" if args.tag else ""), {
         "machine": machine(), "shape": vars(shape), "iterations": args.iterations,
-        "warmup": args.warmup,
+        "warmup": args.warmup, "grpo_share_prompt": not args.no_share_prompt,
         "ppo": {"lmforge": ppo_ours, "trl": ppo_trl},
         "grpo": {"lmforge": grpo_ours, "trl": grpo_trl},
     })  # fmt: skip

@@ -205,3 +205,52 @@ def test_prompt_groups_split_at_the_budget():
     assert prompt_groups(rows, starts, 7) == [
         ([1, 2, 3], [0, 1]), ([1, 2, 3], [3]), ([4, 5], [2])
     ]  # fmt: skip
+
+
+def rollout_rows(seed: int):
+    """(ids, mask) like a rollout buffer: groups of answers to shared prompts, a lone
+    answer, an answer whose reward failed (no actions), right padding."""
+    g = torch.Generator().manual_seed(seed)
+    prompts = [torch.randint(1, V, (n,), generator=g).tolist() for n in (5, 3, 7)]
+    plan = [0, 0, 0, 1, 1, 2, 0, 1]  # prompt of each row (rows of a group need not touch)
+    seqs = [prompts[k] + torch.randint(1, V, (1 + i % 4,), generator=g).tolist()
+            for i, k in enumerate(plan)]  # fmt: skip
+    T = max(map(len, seqs)) + 2
+    ids = torch.zeros(len(seqs), T, dtype=torch.long)
+    mask = torch.zeros(len(seqs), T, dtype=torch.bool)
+    for r, (q, k) in enumerate(zip(seqs, plan)):
+        ids[r, : len(q)] = torch.tensor(q)
+        mask[r, len(prompts[k]) : len(q)] = r != 4  # row 4: a skipped answer
+    return ids, mask
+
+
+@pytest.mark.parametrize("value_head", [False, True], ids=["policy", "value-headed"])
+def test_policy_forward_shares_prompts_with_the_same_numbers_and_gradients(value_head):
+    from lmforge.train.ppo import policy_forward, shared_prompt_layout
+
+    base = make("llama", n_kv_head=2)
+    model = HeadModel(base, "value") if value_head else base
+    if value_head:
+        torch.nn.init.normal_(model.head.weight, std=0.3)  # a critic that is not all zeros
+    ids, mask = rollout_rows(11)
+    assert shared_prompt_layout(ids, mask)["ids"].shape[0] == 3  # three prompts, three rows
+    outs = []
+    for share in (False, True):
+        logp, ent, values = policy_forward(model, ids, mask, value_head=value_head,
+                                           temperature=0.7, share_prompts=share)  # fmt: skip
+        loss = (logp * 1.3 + ent * 0.2).sum() + (values.sum() if value_head else 0)
+        outs.append((logp, ent, values, grads(model, loss)))
+    (a, b) = outs
+    for x, y in zip(a[:3], b[:3]):
+        if x is not None:
+            torch.testing.assert_close(y, x, atol=1e-5, rtol=0)
+            assert not y[~mask].any()  # nothing off the actions
+    for x, y in zip(a[3], b[3]):
+        torch.testing.assert_close(y, x, atol=1e-5, rtol=1e-4)
+
+
+def test_rows_without_a_shared_prompt_take_the_plain_path():
+    from lmforge.train.ppo import shared_prompt_layout
+
+    ids, mask = rollout_rows(2)
+    assert shared_prompt_layout(ids[[0, 3, 5]], mask[[0, 3, 5]]) is None  # three prompts

@@ -147,15 +147,22 @@ def _reference(p: _Prepared, out: Path, ctx: Any, start: StageStart):
     return ref.to(ctx.device).eval()
 
 
-def _objective(cfg: PPOConfig):
+def shares_prompts(cfg: PPOConfig, arch: str) -> bool:
+    """Whether answers to one prompt run it once (`train.ppo.shared_prompt_layout`): an
+    attention decoder with --share-prompt and more than one answer per prompt."""
+    return cfg.share_prompt and cfg.n > 1 and arch in ("gpt", "llama")
+
+
+def _objective(cfg: PPOConfig, arch: str):
     from ..train.ppo import GRPOObjective, PPOObjective
 
+    share = shares_prompts(cfg, arch)
     if cfg.algorithm == "grpo":
         return GRPOObjective(beta=cfg.beta, clip=cfg.clip, entropy_coef=cfg.entropy_coef,
-                             temperature=cfg.temperature)  # fmt: skip
+                             temperature=cfg.temperature, share_prompts=share)  # fmt: skip
     return PPOObjective(
         clip=cfg.clip, value_clip=cfg.value_clip or None, value_coef=cfg.value_coef,
-        entropy_coef=cfg.entropy_coef, temperature=cfg.temperature,
+        entropy_coef=cfg.entropy_coef, temperature=cfg.temperature, share_prompts=share,
     )  # fmt: skip
 
 
@@ -185,8 +192,9 @@ def _run(p: _Prepared, ctx: Any, start: StageStart) -> TrainResult:
         lam=cfg.lam, kl_penalty=cfg.kl_penalty, whiten_rewards=cfg.whiten_rewards,
         scale_group_rewards=cfg.scale_group_rewards, missing_eos_penalty=cfg.missing_eos_penalty,
         early_stop_kl=cfg.early_stop_kl, max_reward_errors=cfg.max_reward_errors, seed=cfg.seed,
+        share_prompts=shares_prompts(cfg, p.arch),
     )  # fmt: skip
-    objective = _objective(cfg)
+    objective = _objective(cfg, p.arch)
     kl = AdaptiveKL(cfg.beta, cfg.kl_target or None, cfg.kl_horizon)
     batches = RolloutBatches(
         model, reference, p.tok, p.prompts, p.prompt_ids, p.reward, settings, kl,

@@ -35,6 +35,10 @@ class PPOConfig(PolicyStageConfig):
         min=1,
         aliases=("--num-samples",),
     )
+    share_prompt: bool = field_(
+        True, help="GPT/LLaMA: answers to the same prompt (--n > 1) run it once, as branches "
+        "of one row, in scoring and updates (the same numbers from fewer tokens)",
+    )  # fmt: skip
     ppo_epochs: int = field_(4, help="passes over each rollout batch", min=1)
     minibatches: int = field_(
         2, help="optimizer steps per pass (episodes / minibatches rows each)", min=1

@@ -81,6 +81,7 @@ class RolloutSettings:
     max_reward_errors: int = 10
     seed: int = 0
     stop_ids: tuple[int, ...] | None = None  # None: EOS and <|end|>; () runs to max_new_tokens
+    share_prompts: bool = False  # score a prompt's n answers as branches of one row
 
     @property
     def single_pass(self) -> bool:
@@ -345,11 +346,13 @@ class RolloutBatches:
             logp = values = None
             if policy:
                 logp, _, values = policy_forward(
-                    self.model, ids, mask, value_head=ppo, temperature=self.s.temperature
-                )
+                    self.model, ids, mask, value_head=ppo, temperature=self.s.temperature,
+                    share_prompts=self.s.share_prompts,
+                )  # fmt: skip
             ref, _, _ = policy_forward(
-                self.reference, ids, mask, value_head=False, temperature=self.s.temperature
-            )
+                self.reference, ids, mask, value_head=False, temperature=self.s.temperature,
+                share_prompts=self.s.share_prompts,
+            )  # fmt: skip
             outs.append(tuple(None if t is None else t.cpu() for t in (logp, values, ref)))
         cat = [None if outs[0][k] is None else torch.cat([o[k] for o in outs]) for k in range(3)]
         return cat[0], cat[1], cat[2]

@@ -15,6 +15,13 @@ for GRPO ``ref_logp`` (log π_ref of each action).
   advantages + β × KL(π ‖ π_ref) (the k3 estimator) per action − c_e × entropy;
   no value model.
 
+Rows that answer the same prompt (``--n`` answers per prompt, GRPO's groups) can run
+the prompt once: with ``share_prompts`` (GPT/LLaMA) `policy_forward` lays each
+group out as one row of branches (`shared_prompt_layout`, the layout the preference
+stages use) and puts every action's numbers back in the (B, T) frame, so nothing
+downstream changes (tests/test_shared_prompt.py: the same log-probabilities,
+values and gradients).
+
 Both sum the per-action loss and count the actions (`n_tokens`), so the loop's
 mean is per action over the whole optimizer step (token-level normalisation, as
 TRL's PPO trainer and DAPO-style GRPO do). Both add their per-token statistics to
@@ -92,6 +99,46 @@ def action_logps(
     return logp, entropy
 
 
+def shared_prompt_layout(ids: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor] | None:
+    """The rows of `ids` (B, T) that share a prompt (the tokens before their first action
+    in `mask`) as branches of one row each (`data.preference_batches.branched_rows`),
+    with ``origin`` (R, T'): each action token's flat index ``row * T + column`` in
+    (B, T), -1 elsewhere. Rows without an action are left out. None when no two rows
+    share a prompt (nothing to gain)."""
+    from ..data.preference_batches import branched_rows
+
+    B, T = ids.shape
+    has = mask.any(dim=1)  # (B,)
+    start = mask.int().argmax(dim=1)  # (B,) the first action: where the answer starts
+    end = T - mask.int().flip(1).argmax(dim=1)  # (B,) one past the last action
+    rows, starts, ends = ids.tolist(), start.tolist(), end.tolist()
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for r in range(B):
+        if has[r]:
+            groups.setdefault(tuple(rows[r][: starts[r]]), []).append(r)
+    if all(len(members) < 2 for members in groups.values()):
+        return None
+    layout = branched_rows(
+        [(list(prompt), [(r, rows[r][starts[r] : ends[r]]) for r in members])
+         for prompt, members in groups.items()],
+        pad_id=0,
+    )  # fmt: skip
+    sides = layout["sides"].to(ids.device)  # (R, T'): each answer token's row in (B, T)
+    flat = sides.reshape(-1)
+    cols = torch.arange(sides.shape[1], device=ids.device).expand_as(sides).reshape(-1)
+    keep = flat >= 0
+    own = flat.clamp(min=0)
+    first = torch.full((B,), sides.shape[1], device=ids.device, dtype=torch.long)
+    first = first.scatter_reduce(0, flat[keep], cols[keep], reduce="amin")  # (B,)
+    origin = own * T + start.to(ids.device)[own] + (cols - first[own])  # (R*T',)
+    return {
+        "ids": layout["ids"].to(ids.device),
+        "branch_ids": layout["branch_ids"].to(ids.device),
+        "actions": sides >= 0,  # (R, T')
+        "origin": torch.where(keep, origin, -1).view_as(sides),  # (R, T')
+    }
+
+
 def policy_forward(
     model: nn.Module,
     ids: torch.Tensor,
@@ -99,14 +146,20 @@ def policy_forward(
     *,
     value_head: bool,
     temperature: float = 1.0,
+    share_prompts: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """(logp, entropy, values), each (B, T) in the token-position frame (0 off `mask`).
 
     One forward of `model` (possibly wrapped in DDP): a plain policy, or with
     `value_head` a value-headed one whose critic reads the same trunk. Only the
     action positions reach the vocabulary projection. The value of action t is the
-    critic's output at t−1: the state before the action.
+    critic's output at t−1: the state before the action. `share_prompts`: rows with
+    the same prompt run it once (`shared_prompt_layout`; GPT/LLaMA models only).
     """
+    if share_prompts:
+        layout = shared_prompt_layout(ids, mask)
+        if layout is not None:
+            return _branched_policy_forward(model, ids.shape, layout, value_head, temperature)
     B, T = ids.shape
     targets = shifted_targets(ids, mask)  # (B, T): position t-1 predicts action t
     values = None
@@ -121,22 +174,49 @@ def policy_forward(
     return to_token_frame(logp, keep), to_token_frame(entropy, keep), values
 
 
+def _branched_policy_forward(model, shape, layout, value_head: bool, temperature: float):
+    """`policy_forward` over `shared_prompt_layout` rows, its numbers put back in (B, T)."""
+    B, T = shape
+    ids, branch_ids = layout["ids"], layout["branch_ids"]  # (R, T') each
+    targets = shifted_targets(ids, layout["actions"])  # (R, T'): t-1 predicts action t
+    keep = targets != IGNORE
+    dest = layout["origin"][:, 1:][keep[:, :-1]]  # (N,) each target's action in (B, T)
+    values = None
+    if value_head:
+        v, logits = model(ids, targets=targets, branch_ids=branch_ids)  # (R, T'), (N, V)
+        values = v[keep]  # (N,) the critic at t-1: the state before action t
+    else:
+        logits, _ = model(ids, targets=targets, targets_only=True, reduction="none",
+                          branch_ids=branch_ids)  # fmt: skip
+    logp, entropy = action_logps(logits, targets, temperature)  # (N,) each
+
+    def frame(x: torch.Tensor) -> torch.Tensor:
+        out = torch.zeros(B * T, dtype=torch.float32, device=x.device)
+        return out.index_put((dest,), x.float()).view(B, T)
+
+    return frame(logp), frame(entropy), None if values is None else frame(values)
+
+
 class _RLObjective:
     """What PPO and GRPO share: the forward, the surrogate, the entropy bonus, the stats."""
 
     value_head = False  # whether the trained model carries the critic
 
-    def __init__(self, *, clip: float, entropy_coef: float, temperature: float):
+    def __init__(
+        self, *, clip: float, entropy_coef: float, temperature: float, share_prompts: bool
+    ):
         if clip <= 0:
             raise ValueError(f"clip ε must be > 0, got {clip}")
         self.clip, self.entropy_coef, self.temperature = clip, entropy_coef, temperature
+        self.share_prompts = share_prompts
         self.stats = UpdateStats()
 
     def _surrogate(self, model, batch):
         mask = batch["mask"].bool()
         logp, entropy, values = policy_forward(
-            model, batch["ids"], mask, value_head=self.value_head, temperature=self.temperature
-        )
+            model, batch["ids"], mask, value_head=self.value_head, temperature=self.temperature,
+            share_prompts=self.share_prompts,
+        )  # fmt: skip
         # No old_logp: one update step per rollout, so π_old is this very forward (ratio 1).
         old = batch["old_logp"] if "old_logp" in batch else logp.detach()
         pg, clipped, ratio = clipped_policy_loss(logp, old, batch["advantages"], self.clip)
@@ -178,8 +258,10 @@ class PPOObjective(_RLObjective):
         value_coef: float = 0.1,
         entropy_coef: float = 0.0,
         temperature: float = 1.0,
+        share_prompts: bool = False,
     ):
-        super().__init__(clip=clip, entropy_coef=entropy_coef, temperature=temperature)
+        super().__init__(clip=clip, entropy_coef=entropy_coef, temperature=temperature,
+                         share_prompts=share_prompts)  # fmt: skip
         self.value_clip, self.value_coef = value_clip, value_coef
 
     def compute_loss(self, model: nn.Module, batch: dict[str, Any]) -> LossOutput:
@@ -204,8 +286,10 @@ class GRPOObjective(_RLObjective):
         clip: float = 0.2,
         entropy_coef: float = 0.0,
         temperature: float = 1.0,
+        share_prompts: bool = False,
     ):
-        super().__init__(clip=clip, entropy_coef=entropy_coef, temperature=temperature)
+        super().__init__(clip=clip, entropy_coef=entropy_coef, temperature=temperature,
+                         share_prompts=share_prompts)  # fmt: skip
         if beta < 0:
             raise ValueError(f"beta must be >= 0, got {beta}")
         self.beta = beta
