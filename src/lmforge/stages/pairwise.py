@@ -222,7 +222,9 @@ def _run(prep: PairsPrepared, ctx: Any, start: StageStart, stage: Stage) -> Trai
             f"{stage.name}: {prep.arch} ({n_params / 1e6:.2f}M parameters{trainable_note(model)}), "
             f"{s.kept:,} pairs ({s.truncated} truncated, {s.dropped} dropped), "
             f"{len(prep.val):,} validation pairs, batch {cfg.batch_size}×{cfg.grad_accum}×"
-            f"{ctx.world_size} pairs, rows ≤ {prep.seq_len} tokens; {origin}"
+            f"{ctx.world_size} pairs, "
+            f"{'a row per pair (the prompt once)' if shares_prompt(prep) else 'a row per answer'}"
+            f", prompt + answer ≤ {prep.seq_len} tokens; {origin}"
         )
     evaluator = None
     if prep.val:
