@@ -109,6 +109,30 @@ def metrics(run: Path) -> list[dict]:
 # --- reward model ----------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("verb", [("reward", "train"), ("dpo",)], ids=["reward", "dpo"])
+def test_a_row_per_pair_trains_like_a_row_per_answer(verb, tiny_run, pairs, val_pairs, tmp_path,
+                                                     capsys):  # fmt: skip
+    """--share-prompt (the default: the prompt once per pair) and --no-share-prompt give
+    the same run: the same losses, accuracies and validation numbers step by step (to
+    float noise, which AdamW's first steps amplify on weights whose gradient is ~0)."""
+    runs = []
+    for flag in ("--share-prompt", "--no-share-prompt"):
+        out = tmp_path / flag.strip("-")
+        r = cli(capsys, *verb, "--from", tiny_run, "--data", pairs, "--val-data", val_pairs,
+                "--out", out, *COMMON, *STEPS, "--save-every", "0", flag)  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        runs.append(metrics(out))
+    shared, two = runs
+    assert len(shared) == len(two)
+    assert shared[0]["step"] == 1  # its loss is the initial weights': equal to float noise
+    assert shared[0]["loss"] == pytest.approx(two[0]["loss"], rel=1e-6)
+    for a, b in zip(shared, two):
+        assert a.keys() == b.keys()
+        for k in a:
+            if k not in ("elapsed_s", "tok_per_s"):
+                assert a[k] == pytest.approx(b[k], rel=1e-2, abs=1e-3), (a["step"], k)
+
+
 def test_reward_run_is_a_head_model_with_its_metrics(rm_run, tiny_run):
     run = load_run(rm_run)
     assert head_kind(run.model) == "scalar" and run.stage == "reward"
