@@ -254,3 +254,17 @@ def test_rows_without_a_shared_prompt_take_the_plain_path():
 
     ids, mask = rollout_rows(2)
     assert shared_prompt_layout(ids[[0, 3, 5]], mask[[0, 3, 5]]) is None  # three prompts
+
+
+def test_loglik_ids_runs_each_prompt_once_with_the_same_sums():
+    from lmforge.eval.reward_scores import loglik_ids
+
+    model = make("gpt")
+    g = torch.Generator().manual_seed(8)
+    prompts = [torch.randint(1, V, (n,), generator=g).tolist() for n in (4, 7)]
+    rows = [prompts[k % 2] + torch.randint(1, V, (2 + k % 3,), generator=g).tolist()
+            for k in range(9)]  # fmt: skip
+    starts = [len(prompts[k % 2]) for k in range(9)]
+    plain = loglik_ids(model, rows, starts, pad_id=PAD, branches=False, batch_size=3)
+    shared = loglik_ids(model, rows, starts, pad_id=PAD, batch_size=3)
+    torch.testing.assert_close(torch.tensor(shared), torch.tensor(plain), atol=1e-4, rtol=1e-6)

@@ -80,7 +80,7 @@ def score_ids(
     starts = [max(1, s - c) for s, c in zip(starts, cut)]  # token 0 has no context
 
     if branches and can_branch(model) and all(len(r) > s for r, s in zip(rows, starts)):
-        return _score_branched(model, rows, starts, pad_id, batch_size, limit)
+        return _score_branched(rows, starts, pad_id, batch_size, limit, _head_scores(model))
 
     def scores(take: list[int]) -> list[float]:
         ids, lengths = pad_rows([rows[i] for i in take], pad_id)  # (b, T), (b,)
@@ -94,7 +94,8 @@ def score_ids(
 
 
 def can_branch(model: nn.Module) -> bool:
-    """Whether a head model's base lays several answers after one prompt (`branch_ids`)."""
+    """Whether a model (or a head model's base) lays several answers after one prompt
+    (`branch_ids`)."""
     from ..models.registry import arch_of
 
     base = getattr(model, "base", model)
@@ -124,13 +125,13 @@ def prompt_groups(
     return out
 
 
-def _score_branched(model, rows, starts, pad_id: int, batch_size: int, limit) -> list[float]:
-    """`score_ids` with each prompt run once for all of its answers: rows that share a
-    prompt become one row of branches (`data.preference_batches.branched_rows`); the
-    scores are the one-row-per-answer ones (tests/test_shared_prompt.py)."""
+def _score_branched(rows, starts, pad_id: int, batch_size: int, limit, score) -> list[float]:
+    """One number per row with each prompt run once for all of its answers: rows that
+    share a prompt become one row of branches (`data.preference_batches.branched_rows`),
+    `score(batch)` gives (K,) for a batch's K answers; the numbers are the
+    one-row-per-answer ones (tests/test_shared_prompt.py)."""
     from ..data.preference_batches import branched_rows
 
-    device = next(model.parameters()).device
     # Rows of at most twice the context: the masked attention grows with the square.
     groups = prompt_groups(rows, starts, 2 * limit if limit else None)
     groups.sort(key=lambda g: len(g[0]) + sum(1 + len(rows[i]) - starts[i] for i in g[1]))
@@ -148,13 +149,42 @@ def _score_branched(model, rows, starts, pad_id: int, batch_size: int, limit) ->
             [(p, [(number[i], rows[i][starts[i] :]) for i in members]) for p, members in take],
             pad_id,
         )
-        scores = model(
-            batch["ids"].to(device), branch_ids=batch["branch_ids"].to(device),
-            sides=batch["sides"].to(device),
-        )  # (answers,)  # fmt: skip
-        for i, v in zip(order, scores.float().cpu().tolist()):
+        for i, v in zip(order, score(batch).float().cpu().tolist()):
             out[i] = v
     return out
+
+
+def _head_scores(model: nn.Module):
+    """`_score_branched`'s scorer for a reward model: the head's score of each answer."""
+    device = next(model.parameters()).device
+
+    def score(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return model(
+            batch["ids"].to(device), branch_ids=batch["branch_ids"].to(device),
+            sides=batch["sides"].to(device),
+        )  # (K,)  # fmt: skip
+
+    return score
+
+
+def _answer_logliks(model: nn.Module):
+    """`_score_branched`'s scorer for a plain language model: each answer's summed
+    log-probability."""
+    from ..models.masks import IGNORE, shifted_targets, side_sums, target_sides
+
+    device = next(model.parameters()).device
+
+    def score(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        ids, sides = batch["ids"].to(device), batch["sides"].to(device)  # (R, T) each
+        targets = shifted_targets(ids, sides >= 0)  # (R, T): t-1 predicts answer token t
+        _, nll = model(ids, targets=targets, targets_only=True, reduction="none",
+                       branch_ids=batch["branch_ids"].to(device))  # (N,)  # fmt: skip
+        keep = targets != IGNORE
+        logp = torch.zeros(keep.shape, dtype=torch.float32, device=device)
+        logp[keep] = -nll.float()
+        return side_sums(logp, target_sides(sides, targets), int(sides.max()) + 1)  # (K,)
+
+    return score
 
 
 @torch.no_grad()
@@ -165,14 +195,18 @@ def loglik_ids(
     *,
     pad_id: int,
     batch_size: int = 32,
+    branches: bool = True,
 ) -> list[float]:
     """Σ log p(token | the tokens before it) over each row's answer, ``rows[i][starts[i]:]``,
-    under a plain language model (a row longer than the context keeps its last tokens)."""
+    under a plain language model (a row longer than the context keeps its last tokens).
+    Rows that share a prompt run it once on GPT and LLaMA (`branches`, as `score_ids`)."""
     device = next(model.parameters()).device
     limit = _context(model)
     cut = [max(0, len(r) - limit) if limit else 0 for r in rows]
     rows = [list(r)[c:] for r, c in zip(rows, cut)]
     starts = [max(1, s - c) for s, c in zip(starts, cut)]  # token 0 has no context
+    if branches and can_branch(model) and all(len(r) > s for r, s in zip(rows, starts)):
+        return _score_branched(rows, starts, pad_id, batch_size, limit, _answer_logliks(model))
 
     def logliks(take: list[int]) -> list[float]:
         ids, _ = pad_rows([rows[i] for i in take], pad_id)  # (b, T)
