@@ -96,10 +96,10 @@ def score_ids(
 def can_branch(model: nn.Module) -> bool:
     """Whether a model (or a head model's base) lays several answers after one prompt
     (`branch_ids`)."""
-    from ..models.registry import arch_of
+    from ..models.registry import arch_of, supports_branches
 
     base = getattr(model, "base", model)
-    return arch_of(getattr(base, "_orig_mod", base)) in ("gpt", "llama")
+    return supports_branches(arch_of(getattr(base, "_orig_mod", base)))
 
 
 def prompt_groups(
@@ -170,7 +170,7 @@ def _head_scores(model: nn.Module):
 def _answer_logliks(model: nn.Module):
     """`_score_branched`'s scorer for a plain language model: each answer's summed
     log-probability."""
-    from ..models.masks import IGNORE, shifted_targets, side_sums, target_sides
+    from ..models.masks import IGNORE, n_sides, shifted_targets, side_sums, target_sides
 
     device = next(model.parameters()).device
 
@@ -182,7 +182,7 @@ def _answer_logliks(model: nn.Module):
         keep = targets != IGNORE
         logp = torch.zeros(keep.shape, dtype=torch.float32, device=device)
         logp[keep] = -nll.float()
-        return side_sums(logp, target_sides(sides, targets), int(sides.max()) + 1)  # (K,)
+        return side_sums(logp, target_sides(sides, targets), n_sides(sides))  # (K,)
 
     return score
 

@@ -44,7 +44,15 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .masks import IGNORE, last_token_index, shifted_targets, side_ends, side_sums, target_sides
+from .masks import (
+    IGNORE,
+    last_token_index,
+    n_sides,
+    shifted_targets,
+    side_ends,
+    side_sums,
+    target_sides,
+)
 
 HEAD_KINDS = ("scalar", "value", "likelihood")
 REWARD_KINDS = ("scalar", "likelihood")  # the kinds that score whole (prompt, answer) rows
@@ -221,11 +229,6 @@ def row_sides(mask: torch.Tensor) -> torch.Tensor:
     """(B, T) `sides` for one answer per row: row r's masked tokens are answer r."""
     rows = torch.arange(mask.shape[0], device=mask.device)[:, None].expand(mask.shape)
     return torch.where(mask.bool(), rows, -1)
-
-
-def n_sides(sides: torch.Tensor) -> int:
-    """How many answers `sides` numbers (its largest entry + 1; 0 when it has none)."""
-    return int(sides.max()) + 1 if sides.numel() else 0
 
 
 def WithScalarHead(base: nn.Module) -> HeadModel:  # noqa: N802 (a constructor by name)

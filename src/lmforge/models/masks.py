@@ -136,6 +136,11 @@ def branch_mask(branch_ids: torch.Tensor, attn_mask: torch.Tensor | None = None)
     return mask[:, None]  # (B, 1, T, T)
 
 
+def n_sides(sides: torch.Tensor) -> int:
+    """How many answers `sides` numbers (its largest entry + 1; 0 when it has none)."""
+    return int(sides.max()) + 1 if sides.numel() else 0
+
+
 def side_ends(sides: torch.Tensor, n_sides: int) -> torch.Tensor:
     """(K,) flat index (row * T + column) of the last token of each side 0..K-1 of `sides`
     (B, T) int (-1: no side): where a scalar head reads a side's score."""

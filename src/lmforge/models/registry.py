@@ -23,6 +23,9 @@ ARCHS: dict[str, tuple[str, str]] = {
     "rnn": ("lmforge.models.rnn:RNNConfig", "lmforge.models.rnn:RNNLM"),
     "bert": ("lmforge.models.bert:BertConfig", "lmforge.models.bert:BertMLM"),
 }
+# Archs whose training forward takes `branch_ids` (a shared prefix and branches after it in
+# one row, `models.masks`): attention decoders. An RNN reads a row strictly in order.
+BRANCHING_ARCHS = ("gpt", "llama")
 
 
 def _load(ref: str) -> Any:
@@ -38,6 +41,11 @@ def _entry(arch: str) -> tuple[str, str]:
     if arch not in ARCHS:
         raise LmforgeError(f"unknown model arch {arch!r}; known archs: {', '.join(ARCHS)}")
     return ARCHS[arch]
+
+
+def supports_branches(arch: str) -> bool:
+    """Whether `arch` can lay several answers after one prompt in a row (`branch_ids`)."""
+    return arch in BRANCHING_ARCHS
 
 
 def config_class(arch: str) -> type:

@@ -147,7 +147,9 @@ def prepare_pairs(cfg: PairwiseConfig, start: StageStart) -> PairsPrepared:
 def shares_prompt(prep: PairsPrepared) -> bool:
     """Whether batches hold a pair per row (`collate_shared_pairs`): an attention decoder
     with --share-prompt; an RNN reads a row strictly in order and cannot branch."""
-    return prep.cfg.share_prompt and prep.arch in ("gpt", "llama")
+    from ..models.registry import supports_branches
+
+    return prep.cfg.share_prompt and supports_branches(prep.arch)
 
 
 def pair_batches(prep: PairsPrepared, pairs: list[Any], **kw: Any):

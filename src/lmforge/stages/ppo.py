@@ -150,7 +150,9 @@ def _reference(p: _Prepared, out: Path, ctx: Any, start: StageStart):
 def shares_prompts(cfg: PPOConfig, arch: str) -> bool:
     """Whether answers to one prompt run it once (`train.ppo.shared_prompt_layout`): an
     attention decoder with --share-prompt and more than one answer per prompt."""
-    return cfg.share_prompt and cfg.n > 1 and arch in ("gpt", "llama")
+    from ..models.registry import supports_branches
+
+    return cfg.share_prompt and cfg.n > 1 and supports_branches(arch)
 
 
 def _objective(cfg: PPOConfig, arch: str):
