@@ -26,8 +26,13 @@ from lmforge.eval.tasks import (
     plain_prompt_text,
 )
 from lmforge.eval.tasks_data import TaskRecord, load_task_files, parse_data_spec
-from lmforge.eval.tasks_report import compare_results, plot_comparison, write_task_eval
-from lmforge.eval.tasks_stats import Accuracy, wilson_interval
+from lmforge.eval.tasks_report import (
+    compare_results,
+    paired_table,
+    plot_comparison,
+    write_task_eval,
+)
+from lmforge.eval.tasks_stats import Accuracy, PairedChange, paired_changes, wilson_interval
 
 
 def _rec(pid, task, difficulty, question, answer, answer_type="number", cot=False, **extra):
@@ -303,6 +308,62 @@ def test_compare_results_puts_models_side_by_side(tok, tmp_path):
     assert any(line.startswith("| answer mode: chain of thought |") for line in md)
     png = plot_comparison({"base": r_mixed, "sft": r_good}, tmp_path / "cmp.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_paired_changes_count_discordant_records_by_key():
+    labels = {"overall": "all", "task": "t", "difficulty": "1", "split": "seen", "mode": "direct"}
+    base = [("a", labels, True), ("b", labels, False), ("c", labels, False), ("d", labels, True)]
+    other = [("a", labels, False), ("b", labels, True), ("c", labels, True), ("e", labels, True)]
+    change = paired_changes(base, other)["overall"]["all"]
+    # "d" and "e" are not in both; "b", "c" gained, "a" lost.
+    assert change == PairedChange(gained=2, lost=1, n=3)
+    assert change.z == pytest.approx(1 / 3**0.5)
+    assert change.cell() == "+2 / −1 of 3, z 0.58"
+    assert PairedChange(0, 0, 5).z == 0.0
+    assert paired_changes(base, [("x", labels, True)]) == {}
+
+
+def test_paired_table_sets_each_model_against_the_first(tok):
+    import dataclasses
+
+    records = [r for r, _, _ in CASES]
+    good = evaluate_tasks(
+        scripted_model(tok, records, [r["answer"] for r in records]), tok, records
+    )
+    mixed = evaluate_tasks(
+        scripted_model(tok, records, [reply for _, reply, _ in CASES]), tok, records
+    )
+    assert paired_table({"base": mixed}) == ""
+    md = paired_table({"base": mixed, "sft": good, "same": mixed}).splitlines()
+    assert md[0] == "| against base: gained / lost, z | sft | same |"
+    assert md[2] == "| **overall** | +3 / −0 of 8, z 1.73 | +0 / −0 of 8, z 0.00 |"
+    assert any(line.startswith("| task family: sorting |") for line in md)
+    back = paired_table([("sft", good), ("base", mixed)]).splitlines()
+    assert back[2] == "| **overall** | +0 / −3 of 8, z -1.73 |"
+    # Records are matched by file:line: an evaluation of other records has no column.
+    moved = dataclasses.replace(
+        good, predictions=[dataclasses.replace(p, where=p.where + "x") for p in good.predictions]
+    )
+    assert paired_table({"base": mixed, "elsewhere": moved}) == ""
+
+
+def test_cli_compare_prints_accuracies_then_paired_changes(tok, tmp_path):
+    records = [r for r, _, _ in CASES]
+    good = evaluate_tasks(
+        scripted_model(tok, records, [r["answer"] for r in records]), tok, records
+    )
+    mixed = evaluate_tasks(
+        scripted_model(tok, records, [reply for _, reply, _ in CASES]), tok, records
+    )
+    write_task_eval(tmp_path / "e_base", mixed)
+    write_task_eval(tmp_path / "e_sft", good)
+    r = run_lmforge_inprocess("eval", "compare", f"base={tmp_path / 'e_base'}",
+                              f"sft={tmp_path / 'e_sft'}")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    head, _, paired = r.stdout.partition("Paired on the records both scored")
+    assert head.startswith("| group | base | sft |")
+    assert "| **overall** | +3 / −0 of 8, z 1.73 |" in paired
+    assert_clean_error(run_lmforge_inprocess("eval", "compare", str(tmp_path)), "eval tasks --out")
 
 
 # ---------------------------------------------------------------------------

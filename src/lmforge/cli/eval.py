@@ -67,11 +67,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "compare",
         help="task accuracies of several `eval tasks --out` folders side by side",
         description="One column per evaluation folder (NAME=DIR names a column), one row per "
-        "group (overall, task family, difficulty, split, answer mode); --plot writes the bars.",
+        "group (overall, task family, difficulty, split, answer mode), then every column after the "
+        "first against the first on the records both scored: records gained and lost and "
+        "McNemar's z; --plot writes the bars.",
     )
     cmp.add_argument("results", nargs="+", metavar="[NAME=]DIR", help="eval tasks --out folders")
     cmp.add_argument("--plot", metavar="PNG", help="also write a bar plot here")
     cmp.set_defaults(func=run_compare_cmd)
+
+    rl = sub.add_parser(
+        "rl",
+        help="PPO and GRPO runs side by side: mean score and KL against wall time",
+        description="One row per `lmforge ppo` / `lmforge grpo` run (NAME=RUN names it): "
+        "iterations, episodes, wall time (rollout / update), the rollouts' mean score over "
+        "the first and last --window iterations and at its best, and the KL to the "
+        "reference; --plot writes mean score (moving mean over 5 iterations) and KL against "
+        "wall time, one line per run, for runs on the same prompts and budget.",
+    )
+    rl.add_argument("runs", nargs="+", metavar="[NAME=]RUN", help="ppo or grpo run folders")
+    rl.add_argument("--window", type=int, default=5, help="iterations averaged (default: 5)")
+    rl.add_argument("--plot", metavar="PNG", help="also write the curves here")
+    rl.set_defaults(func=run_rl_cmd)
 
     _register_cloze(sub)
     _register_ladder(sub)
@@ -175,7 +191,7 @@ def run_tasks_cmd(args: argparse.Namespace) -> int:
 def run_compare_cmd(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from ..eval.tasks_report import compare_results, load_task_eval, plot_comparison
+    from ..eval.tasks_report import compare_results, load_task_eval, paired_table, plot_comparison
 
     named = []
     for spec in args.results:
@@ -184,8 +200,25 @@ def run_compare_cmd(args: argparse.Namespace) -> int:
             name, folder = Path(spec).name, spec
         named.append((name, load_task_eval(folder)))
     print(compare_results(named).to_markdown(), end="")
+    paired = paired_table(named)
+    if paired:
+        print("\nPaired on the records both scored (McNemar: |z| > 1.96 is significant at 5%):\n")
+        print(paired, end="")
     if args.plot:
         print(f"wrote {plot_comparison(named, args.plot)}")
+    return 0
+
+
+def run_rl_cmd(args: argparse.Namespace) -> int:
+    from ..common import ConfigError
+    from ..stages.ppo_report import load_runs, plot_side_by_side, side_by_side_table
+
+    if args.window < 1:
+        raise ConfigError("--window", f"{args.window} must be at least 1")
+    runs = load_runs(args.runs)
+    print(side_by_side_table(runs, args.window), end="")
+    if args.plot:
+        print(f"wrote {plot_side_by_side(runs, args.plot)}")
     return 0
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from ..common import LmforgeError, replace_folder
 from .tasks import TaskEvalResult
-from .tasks_stats import GROUP_TITLES, GROUPS, Accuracy, order_labels
+from .tasks_stats import GROUP_TITLES, GROUPS, Accuracy, PairedChange, order_labels, paired_changes
 
 RESULTS_KIND = "lmforge eval tasks"  # results.json's "kind": marks a folder this verb made
 RESULTS_FILE, PREDICTIONS_FILE, TABLE_FILE, PLOT_FILE = (
@@ -65,11 +65,7 @@ class Comparison:
         rule = "|---|" + "---|" * len(self.models)
         lines = [head, rule]
         for row in self.rows:
-            name = (
-                "**overall**"
-                if row.group == "overall"
-                else f"{GROUP_TITLES[row.group]}: {label_name(row.group, row.label)}"
-            )
+            name = _row_name(row.group, row.label)
             cells = [c.cell() if c is not None else "—" for c in row.cells]
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
         return "\n".join(lines) + "\n"
@@ -105,6 +101,43 @@ def compare_results(
             cells = tuple(r.groups.get(g, {}).get(label) for _, r in items)
             rows.append(ComparisonRow(g, label, cells))
     return Comparison(tuple(names), tuple(rows))
+
+
+def _row_name(group: str, label: str) -> str:
+    if group == "overall":
+        return "**overall**"
+    return f"{GROUP_TITLES[group]}: {label_name(group, label)}"
+
+
+def paired_table(
+    named_results: Mapping[str, TaskEvalResult] | Sequence[tuple[str, TaskEvalResult]],
+) -> str:
+    """Markdown: each model after the first against the first, on the records both scored
+    (matched by file:line), as records gained / lost and McNemar's z per group; "" when
+    there is no second model or no record in common."""
+    items = list(named_results.items() if isinstance(named_results, Mapping) else named_results)
+    if len(items) < 2:
+        return ""
+
+    def triples(result: TaskEvalResult):
+        return [(p.where, p.labels, p.correct) for p in result.predictions]
+
+    base_name, base = items[0]
+    changes = [(name, paired_changes(triples(base), triples(r))) for name, r in items[1:]]
+    changes = [(name, c) for name, c in changes if c]
+    if not changes:
+        return ""
+    lines = [
+        f"| against {base_name}: gained / lost, z | " + " | ".join(n for n, _ in changes) + " |",
+        "|---|" + "---|" * len(changes),
+    ]
+    for g in GROUPS:
+        labels = order_labels(g, (label for _, c in changes for label in c.get(g, {})))
+        for label in labels:
+            cells: list[PairedChange | None] = [c.get(g, {}).get(label) for _, c in changes]
+            shown = [x.cell() if x is not None else "—" for x in cells]
+            lines.append(f"| {_row_name(g, label)} | " + " | ".join(shown) + " |")
+    return "\n".join(lines) + "\n"
 
 
 # ---------------------------------------------------------------------------

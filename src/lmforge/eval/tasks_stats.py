@@ -116,3 +116,55 @@ def aggregate(rows: Iterable[tuple[dict[str, str], bool]]) -> dict[str, dict[str
         g: {label: Accuracy(*counts[g][label]) for label in order_labels(g, counts[g])}
         for g in GROUPS
     }
+
+
+@dataclass(frozen=True)
+class PairedChange:
+    """How one model's answers changed against a baseline's on the same records.
+
+    ``gained``: right now, wrong in the baseline; ``lost``: the reverse; ``n``: records both
+    scored. ``z`` is McNemar's statistic, (gained - lost) / sqrt(gained + lost): the
+    records both get right or both get wrong say nothing about which model is better, so a
+    difference of two accuracies is judged by the discordant records alone (|z| > 1.96:
+    significant at 5%, two-sided). Much tighter than comparing two Wilson intervals when
+    the models agree on most records, as a fine-tuned model and its parent do.
+    """
+
+    gained: int
+    lost: int
+    n: int
+
+    @property
+    def z(self) -> float:
+        d = self.gained + self.lost
+        return (self.gained - self.lost) / math.sqrt(d) if d else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"gained": self.gained, "lost": self.lost, "n": self.n, "z": self.z}
+
+    def cell(self) -> str:
+        """``+12 / −5 of 450, z 1.70``."""
+        return f"+{self.gained} / −{self.lost} of {self.n}, z {self.z:.2f}"
+
+
+def paired_changes(
+    base: Iterable[tuple[str, dict[str, str], bool]],
+    other: Iterable[tuple[str, dict[str, str], bool]],
+) -> dict[str, dict[str, PairedChange]]:
+    """``{group: {label: PairedChange}}`` of `other` against `base`, from (record key, labels,
+    correct) triples; only records both scored count (matched by key), labels from `other`."""
+    before = {key: correct for key, _, correct in base}
+    counts: dict[str, dict[str, list[int]]] = {g: {} for g in GROUPS}
+    for key, labels, correct in other:
+        if key not in before:
+            continue
+        for g in GROUPS:
+            c = counts[g].setdefault(labels[g], [0, 0, 0])
+            c[0] += correct and not before[key]
+            c[1] += before[key] and not correct
+            c[2] += 1
+    return {
+        g: {label: PairedChange(*counts[g][label]) for label in order_labels(g, counts[g])}
+        for g in GROUPS
+        if counts[g]
+    }

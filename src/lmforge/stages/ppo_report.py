@@ -210,3 +210,51 @@ def plot_side_by_side(runs: dict[str, Sequence[dict[str, Any]]], path: str | Pat
     _save(fig, out)
     plt.close(fig)
     return out
+
+
+def _mean(xs: Sequence[float]) -> float:
+    return sum(xs) / len(xs) if xs else math.nan
+
+
+def side_by_side_table(runs: dict[str, Sequence[dict[str, Any]]], window: int = 5) -> str:
+    """Markdown, a row per run: iterations, episodes, wall time and where it went, the mean
+    score over the first and last `window` iterations and at its best `window`, the KL."""
+    lines = [
+        f"| run | iterations | episodes | wall s | rollout / update s | mean score, first {window}"
+        f" → last {window} iterations | best {window} | KL, last {window} (nats/answer) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, rows in runs.items():
+        score = [r["mean_score"] for r in rows]
+        best = max(_mean(score[i : i + window]) for i in range(max(1, len(score) - window + 1)))
+        rollout = sum(r.get("rollout_s", 0.0) for r in rows)
+        update = sum(r.get("update_s", 0.0) for r in rows)
+        lines.append(
+            f"| {name} | {len(rows)} | {sum(r.get('episodes', 0) for r in rows):,} | "
+            f"{rows[-1].get('wall_s', math.nan):.0f} | {rollout:.0f} / {update:.0f} | "
+            f"{_mean(score[:window]):.3f} → {_mean(score[-window:]):.3f} | {best:.3f} | "
+            f"{_mean([r['kl'] for r in rows[-window:]]):.2f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def load_runs(specs: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+    """``[NAME=]RUN`` specs -> {name: RUN/ppo/iterations.jsonl rows}; a folder without
+    iterations is an error naming it."""
+    from ..common import LmforgeError
+
+    runs: dict[str, list[dict[str, Any]]] = {}
+    for spec in specs:
+        name, sep, folder = spec.partition("=")
+        if not sep:
+            name, folder = Path(spec).name, spec
+        rows = read_iterations(folder)
+        if not rows:
+            raise LmforgeError(
+                f"{folder}: no {ppo_dir(folder).name}/iterations.jsonl (not a `lmforge ppo` or "
+                "`lmforge grpo` run, or one that has not finished an iteration)"
+            )
+        if name in runs:
+            raise LmforgeError(f"run name {name!r} given twice; name them NAME=RUN")
+        runs[name] = rows
+    return runs
