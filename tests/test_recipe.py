@@ -130,6 +130,16 @@ def test_both_shipped_recipes_load_and_wire_every_stage(tmp_path):
         assert demo[demo.index(flag) + 1] == value
 
 
+def test_the_math_specialist_recipe_is_the_demos_first_stages_in_steps(tmp_path):
+    r = load_recipe(REPO / "recipes" / "cpu-math-specialist.yaml", tmp_path / "out")
+    assert [s.name for s in r.steps][:5] == ["world", "tokenizer", "shards", "pretrain", "sft"]
+    assert "--split-digits" in r.step("tokenizer").argv
+    for stage, steps in (("pretrain", "220"), ("sft", "560")):
+        argv = r.step(stage).argv
+        assert argv[argv.index("--max-steps") + 1] == steps
+        assert argv[argv.index("--max-time") + 1] == "none"
+
+
 def test_options_become_the_verbs_flags():
     flags = to_flags({"max_time": 5, "max_steps": None, "compile": True, "dedup": False,
                       "data": ["a", "b"], "init_from": "x"})  # fmt: skip
