@@ -201,7 +201,7 @@ def train_config(args, steps: int):
     return TrainConfig(
         batch_size=args.batch, max_steps=steps, lr=args.lr, min_lr=args.lr, warmup=0,
         schedule="constant", weight_decay=0.1, betas=(0.9, 0.95), grad_clip=1.0, dtype="fp32",
-        compile=False, eval_every=0, save_every=0, log_every=steps, device="cpu",
+        compile=args.compile, eval_every=0, save_every=0, log_every=steps, device="cpu",
         parallel="none", threads=args.threads, seed=0,
     )  # fmt: skip
 
@@ -237,7 +237,7 @@ def trl_args(setup: Setup, args, steps: int, seed: int) -> dict[str, Any]:
         bf16=False, fp16=False, gradient_checkpointing=False, use_cpu=True,
         report_to="none", save_strategy="no", eval_strategy="no",
         logging_steps=steps, seed=seed, data_seed=seed, dataloader_num_workers=0,
-        disable_tqdm=True, train_sampling_strategy="sequential",
+        disable_tqdm=True, train_sampling_strategy="sequential", torch_compile=args.compile,
     )  # fmt: skip
 
 
@@ -426,6 +426,12 @@ def add_common_args(ap) -> None:
     ap.add_argument("--tag", default="", help="suffix of the result file (<name>_<tag>.json)")
     ap.add_argument("--quick", action="store_true", help="smoke run: 1 round, 2 steps, no JSON")
     ap.add_argument(
+        "--compile",
+        action="store_true",
+        help="both sides through torch.compile (lmforge --compile, TRL torch_compile=True); "
+        "the warm-up steps absorb the compilation",
+    )
+    ap.add_argument(
         "--two-rows", action="store_true",
         help="lmforge: a row per answer (--no-share-prompt) instead of the stages' default, "
         "one row per pair with the prompt once",
@@ -447,7 +453,7 @@ def config_record(setup: Setup, args) -> dict[str, Any]:
         "data": "random token ids (no special ids): every row exactly prompt + answer",
         "batch_pairs": args.batch, "steps": args.steps, "warmup": args.warmup,
         "rounds": args.rounds, "lr": args.lr, "threads": torch.get_num_threads(),
-        "lmforge_layout": layout_note(args),
+        "lmforge_layout": layout_note(args), "compile": args.compile,
         "trl": trl.__version__, "transformers": transformers.__version__,
         "load_average_start": setup.load_start,
     }  # fmt: skip
