@@ -340,11 +340,20 @@ def test_paired_table_sets_each_model_against_the_first(tok):
     assert any(line.startswith("| task family: sorting |") for line in md)
     back = paired_table([("sft", good), ("base", mixed)]).splitlines()
     assert back[2] == "| **overall** | +0 / −3 of 8, z -1.73 |"
-    # Records are matched by file:line: an evaluation of other records has no column.
-    moved = dataclasses.replace(
-        good, predictions=[dataclasses.replace(p, where=p.where + "x") for p in good.predictions]
+
+    # Records are matched by file name and line: the same file by another path matches,
+    # an evaluation of other records has no column.
+    def moved(result, path):
+        preds = [
+            dataclasses.replace(p, where=f"{path}:{i}") for i, p in enumerate(result.predictions)
+        ]
+        return dataclasses.replace(result, predictions=preds)
+
+    here, there = moved(mixed, "w/test.jsonl"), moved(good, "../other/w/test.jsonl")
+    assert paired_table({"base": here, "sft": there}).splitlines()[2] == (
+        "| **overall** | +3 / −0 of 8, z 1.73 |"
     )
-    assert paired_table({"base": mixed, "elsewhere": moved}) == ""
+    assert paired_table({"base": here, "elsewhere": moved(good, "w/val.jsonl")}) == ""
 
 
 def test_cli_compare_prints_accuracies_then_paired_changes(tok, tmp_path):

@@ -109,18 +109,25 @@ def _row_name(group: str, label: str) -> str:
     return f"{GROUP_TITLES[group]}: {label_name(group, label)}"
 
 
+def _record_key(where: str) -> str:
+    """``dir/test.jsonl:12`` -> ``test.jsonl:12``."""
+    path, sep, line = where.rpartition(":")
+    return f"{Path(path).name}{sep}{line}" if sep else where
+
+
 def paired_table(
     named_results: Mapping[str, TaskEvalResult] | Sequence[tuple[str, TaskEvalResult]],
 ) -> str:
     """Markdown: each model after the first against the first, on the records both scored
-    (matched by file:line), as records gained / lost and McNemar's z per group; "" when
+    (matched by file name and line), as records gained / lost and McNemar's z per group; "" when
     there is no second model or no record in common."""
     items = list(named_results.items() if isinstance(named_results, Mapping) else named_results)
     if len(items) < 2:
         return ""
 
     def triples(result: TaskEvalResult):
-        return [(p.where, p.labels, p.correct) for p in result.predictions]
+        # Keyed by file name and line: the same file reached by another path still matches.
+        return [(_record_key(p.where), p.labels, p.correct) for p in result.predictions]
 
     base_name, base = items[0]
     changes = [(name, paired_changes(triples(base), triples(r))) for name, r in items[1:]]
