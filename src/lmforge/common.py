@@ -207,6 +207,12 @@ def expand_inputs(inputs: Iterable[str | Path], extensions: tuple[str, ...]) -> 
     return uniq
 
 
+def named_folder(spec: str) -> tuple[str, str]:
+    """A command-line ``[NAME=]DIR`` -> (name, folder); the name defaults to the folder's."""
+    name, sep, folder = spec.partition("=")
+    return (name, folder) if sep else (Path(spec).name, spec)
+
+
 def atomic_write_text(path: str | Path, text: str) -> None:
     """Write a text file through a temporary file and rename, so readers never see half of it."""
     p = Path(path)

@@ -189,15 +189,12 @@ def run_tasks_cmd(args: argparse.Namespace) -> int:
 
 
 def run_compare_cmd(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
+    from ..common import named_folder
     from ..eval.tasks_report import compare_results, load_task_eval, paired_table, plot_comparison
 
     named = []
     for spec in args.results:
-        name, sep, folder = spec.partition("=")
-        if not sep:
-            name, folder = Path(spec).name, spec
+        name, folder = named_folder(spec)
         named.append((name, load_task_eval(folder)))
     print(compare_results(named).to_markdown(), end="")
     paired = paired_table(named)

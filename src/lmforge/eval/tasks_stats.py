@@ -139,9 +139,6 @@ class PairedChange:
         d = self.gained + self.lost
         return (self.gained - self.lost) / math.sqrt(d) if d else 0.0
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"gained": self.gained, "lost": self.lost, "n": self.n, "z": self.z}
-
     def cell(self) -> str:
         """``+12 / −5 of 450, z 1.70``."""
         return f"+{self.gained} / −{self.lost} of {self.n}, z {self.z:.2f}"

@@ -241,13 +241,11 @@ def side_by_side_table(runs: dict[str, Sequence[dict[str, Any]]], window: int = 
 def load_runs(specs: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
     """``[NAME=]RUN`` specs -> {name: RUN/ppo/iterations.jsonl rows}; a folder without
     iterations is an error naming it."""
-    from ..common import LmforgeError
+    from ..common import LmforgeError, named_folder
 
     runs: dict[str, list[dict[str, Any]]] = {}
     for spec in specs:
-        name, sep, folder = spec.partition("=")
-        if not sep:
-            name, folder = Path(spec).name, spec
+        name, folder = named_folder(spec)
         rows = read_iterations(folder)
         if not rows:
             raise LmforgeError(
